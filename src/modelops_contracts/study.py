@@ -1,0 +1,335 @@
+"""SimulationStudy: what to run (parameter sets x replicates), independent of any code bundle."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from modelops_contracts._base import Contract
+from modelops_contracts.entrypoint import (
+    DEFAULT_SCENARIO,
+    validate_import_path,
+    validate_scenario,
+)
+from modelops_contracts.errors import ContractViolationError
+from modelops_contracts.job import FORMAT_VERSION, GroupedTasks, SimJob, validate_job_id
+from modelops_contracts.params import Scalar, UniqueParameterSet, _hash_canonical, canonical_params
+from modelops_contracts.seeds import replicate_seeds
+from modelops_contracts.task import (
+    SEED_LIMIT,
+    bundle_digest,
+    canonical_config,
+    normalize_outputs,
+    validate_bundle_ref,
+)
+
+__all__ = ["DuplicateParameterSetWarning", "SimulationStudy"]
+
+_POSITIONAL = (
+    "model",
+    "scenario",
+    "parameter_sets",
+    "sampling_method",
+    "n_replicates",
+    "outputs",
+    "metadata",
+)
+
+
+class DuplicateParameterSetWarning(UserWarning):
+    """Two parameter sets of a study are identical after canonicalisation; they were merged."""
+
+
+def _canonical_entry(index: int, entry: Any) -> dict[str, Any]:
+    """A parameter-set entry: a plain dict, or ``{"params": {...}, "seed": N}``."""
+    if not isinstance(entry, Mapping):
+        raise ContractViolationError(
+            f"parameter_sets[{index}] must be a mapping, got {type(entry).__name__}",
+            field=f"parameter_sets[{index}]",
+            value=entry,
+        )
+    if "params" in entry and isinstance(entry["params"], Mapping):
+        extra = set(entry) - {"params", "seed"}
+        if extra or "seed" not in entry:
+            raise ContractViolationError(
+                f"parameter_sets[{index}] with 'params' takes only 'params' and 'seed', "
+                f"got keys {sorted(entry)}",
+                field=f"parameter_sets[{index}]",
+                value=entry,
+            )
+        seed = entry["seed"]
+        if type(seed) is not int or not 0 <= seed < SEED_LIMIT:
+            raise ContractViolationError(
+                f"parameter_sets[{index}].seed must be an int in [0, 2**64), got {seed!r}",
+                field=f"parameter_sets[{index}].seed",
+                value=seed,
+            )
+        return {"params": _canonical_at(index, entry["params"]), "seed": seed}
+    return _canonical_at(index, entry)
+
+
+def _canonical_at(index: int, params: Mapping[str, Any]) -> dict[str, Scalar]:
+    try:
+        return canonical_params(params)
+    except ContractViolationError as err:
+        raise ContractViolationError(
+            f"parameter_sets[{index}]: {err}", field=f"parameter_sets[{index}]", value=err.value
+        ) from None
+
+
+class SimulationStudy(Contract):
+    """A study: one model and scenario, many parameter sets, ``n_replicates`` seeds each.
+
+    ``parameter_sets`` holds plain dicts; an entry ``{"params": {...}, "seed": N}`` asks for
+    exactly one task with that seed. Bind the study to a code bundle with :meth:`to_simjob`.
+    """
+
+    model: str
+    scenario: str = DEFAULT_SCENARIO
+    parameter_sets: list[dict[str, Any]] = Field(min_length=1)
+    sampling_method: str = "manual"
+    n_replicates: int = Field(default=1, strict=True, ge=1)
+    outputs: tuple[str, ...] | None = None
+    config: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+    _counts: tuple[int, int] | None = PrivateAttr(default=None)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(_POSITIONAL):
+            raise TypeError(f"SimulationStudy takes at most {len(_POSITIONAL)} positional args")
+        for name, value in zip(_POSITIONAL, args, strict=False):
+            if name in kwargs:
+                raise TypeError(f"SimulationStudy got multiple values for {name!r}")
+            kwargs[name] = value
+        super().__init__(**kwargs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap_legacy(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if "format_version" in data:
+            data = dict(data)
+            _check_version(data.pop("format_version"))
+        sets = data.get("parameter_sets")
+        if isinstance(sets, list) and any(_is_legacy_wrapper(e) for e in sets):
+            from modelops_contracts.legacy import warn_legacy
+
+            warn_legacy(
+                "the old study layout with ParameterSet entries ({'params': {...}})",
+                stacklevel=6,
+            )
+            data = dict(data)
+            data["parameter_sets"] = [
+                dict(e["params"]) if _is_legacy_wrapper(e) else e for e in sets
+            ]
+        return data
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _check_model(cls, value: Any) -> str:
+        return validate_import_path(value)
+
+    @field_validator("scenario", mode="before")
+    @classmethod
+    def _check_scenario(cls, value: Any) -> str:
+        return validate_scenario(value)
+
+    @field_validator("parameter_sets", mode="before")
+    @classmethod
+    def _check_sets(cls, value: Any) -> list[dict[str, Any]]:
+        if not isinstance(value, list | tuple):
+            raise ContractViolationError(
+                f"parameter_sets must be a list, got {type(value).__name__}",
+                field="parameter_sets",
+                value=value,
+            )
+        return [_canonical_entry(i, entry) for i, entry in enumerate(value)]
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _check_outputs(cls, value: Any) -> tuple[str, ...] | None:
+        return normalize_outputs(value)
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _check_config(cls, value: Any) -> dict[str, Any] | None:
+        return canonical_config(value)
+
+    # -- counts --------------------------------------------------------------------------------
+
+    def parameter_count(self) -> int:
+        """Number of distinct parameter sets (identical sets count once)."""
+        return self._count()[0]
+
+    def total_simulation_count(self) -> int:
+        """Number of tasks the study compiles to (equals ``to_simjob(...).task_count()``)."""
+        return self._count()[1]
+
+    def _count(self) -> tuple[int, int]:
+        if self._counts is None:
+            groups, _ = self._groups()
+            self._counts = (len(groups), sum(len(seeds) for _, seeds in groups))
+        return self._counts
+
+    # -- compile -------------------------------------------------------------------------------
+
+    def to_simjob(self, bundle_ref: str, job_id: str | None = None) -> SimJob:
+        """Bind the study to a code bundle: one task per (parameter set, replicate seed).
+
+        Each parameter set is hashed once and its seeds derived once; identical parameter sets
+        are merged with a :class:`DuplicateParameterSetWarning`. Without ``job_id`` the id is
+        derived from the job's content, so compiling again gives the same job (and a resumed run).
+        """
+        validate_bundle_ref(bundle_ref)
+        if job_id is not None:
+            validate_job_id(job_id)
+        groups, merged = self._groups()
+        if merged:
+            warnings.warn(
+                f"{merged} parameter set(s) of the study are identical to an earlier one after "
+                "canonicalisation and were merged (they would give identical tasks)",
+                DuplicateParameterSetWarning,
+                stacklevel=2,
+            )
+        entrypoint = f"{self.model}/{self.scenario}"
+        tasks = GroupedTasks(bundle_ref, entrypoint, self.outputs, self.config, groups)
+        if job_id is None:
+            job_id = _content_job_id(tasks)
+        metadata = dict(self.metadata or {})
+        metadata.setdefault(
+            "study",
+            {
+                "model": self.model,
+                "scenario": self.scenario,
+                "sampling_method": self.sampling_method,
+                "n_replicates": self.n_replicates,
+            },
+        )
+        return SimJob._trusted(job_id, tasks, metadata)
+
+    def _groups(self) -> tuple[list[tuple[UniqueParameterSet, list[int]]], int]:
+        """(parameter set, seeds) per distinct set in first-seen order, and how many merged."""
+        groups: dict[str, tuple[UniqueParameterSet, list[int]]] = {}
+        merged = 0
+        n = self.n_replicates
+        for entry in self.parameter_sets:
+            explicit = _is_explicit(entry)
+            params = entry["params"] if explicit else entry
+            pid = _hash_canonical(params)
+            group = groups.get(pid)
+            if group is None:
+                seeds = [entry["seed"]] if explicit else replicate_seeds(pid, n)
+                groups[pid] = (UniqueParameterSet._trusted(params, pid), seeds)
+                continue
+            existing = group[1]
+            wanted = [entry["seed"]] if explicit else replicate_seeds(pid, n)
+            added = [s for s in wanted if s not in existing]
+            if not added:
+                merged += 1
+            existing.extend(added)
+        return list(groups.values()), merged
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The study file form, stamped with the current ``format_version``."""
+        data = self.model_dump(mode="json")
+        data["format_version"] = FORMAT_VERSION
+        return data
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """JSON study file; ``SimulationStudy.from_json(s.to_json()) == s``."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def to_yaml(self) -> str:
+        """YAML study file (same content as :meth:`to_json`)."""
+        import yaml
+
+        return str(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+
+    @classmethod
+    def from_yaml(cls, text: str) -> SimulationStudy:
+        """Parse a YAML study file."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ContractViolationError(
+                f"study file is not valid YAML: {_one_line(err)}", field="study", value=None
+            ) from None
+        if not isinstance(data, dict):
+            raise ContractViolationError(
+                f"a study file must be a mapping of fields, got {type(data).__name__}",
+                field="study",
+                value=data,
+            )
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SimulationStudy:
+        """Read a study file: ``.json`` as JSON, anything else as YAML (a JSON superset)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ContractViolationError(
+                f"cannot read study file {str(path)!r}: {_one_line(err)}",
+                field="study",
+                value=str(path),
+            ) from None
+        if path.suffix.lower() == ".json":
+            return cls.from_json(text)
+        return cls.from_yaml(text)
+
+
+def _check_version(version: Any) -> None:
+    if type(version) is not int or version < 1:
+        raise ContractViolationError(
+            f"format_version must be a positive int, got {version!r}",
+            field="format_version",
+            value=version,
+        )
+    if version > FORMAT_VERSION:
+        raise ContractViolationError(
+            f"study format_version {version} is newer than this ModelOps understands "
+            f"({FORMAT_VERSION}); upgrade modelops",
+            field="format_version",
+            value=version,
+        )
+
+
+def _is_explicit(entry: Mapping[str, Any]) -> bool:
+    return "params" in entry and "seed" in entry and isinstance(entry["params"], Mapping)
+
+
+def _is_legacy_wrapper(entry: Any) -> bool:
+    return (
+        isinstance(entry, Mapping)
+        and set(entry) == {"params"}
+        and isinstance(entry["params"], Mapping)
+    )
+
+
+def _content_job_id(tasks: GroupedTasks) -> str:
+    """``job-`` + 16 hex of a hash over everything that defines the job's tasks, in order."""
+    h = blake2b(digest_size=8)
+    outputs = json.dumps(list(tasks.outputs) if tasks.outputs is not None else None)
+    config = json.dumps(tasks.config, sort_keys=True, separators=(",", ":"))
+    header = f"modelops:job:v1|{bundle_digest(tasks.bundle_ref)}|{tasks.entrypoint}|{outputs}|"
+    h.update((header + config).encode())
+    for params, seeds in tasks.groups:
+        h.update(f"|{params.param_id}:{','.join(map(str, seeds))}".encode())
+    return "job-" + h.hexdigest()
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
