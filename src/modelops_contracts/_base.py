@@ -21,7 +21,8 @@ def translate_validation_error(err: ValidationError, what: str) -> ContractViola
     ctx = first.get("ctx") or {}
     cause = ctx.get("error")
     if isinstance(cause, ContractViolationError):
-        return ContractViolationError(f"{what}: {cause}", field=cause.field, value=cause.value)
+        where = f"{what}: {loc}" if first["loc"] else what
+        return ContractViolationError(f"{where}: {cause}", field=cause.field, value=cause.value)
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     value = first.get("input")

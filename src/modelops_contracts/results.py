@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 
 from modelops_contracts._base import Contract
 from modelops_contracts.errors import ContractViolationError
@@ -24,6 +25,27 @@ class ErrorInfo(Contract):
     stderr_tail: str | None = None
 
 
+def _to_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError:
+            pass
+    raise ContractViolationError(
+        "output tables must be Arrow IPC bytes (base64 text in JSON)", field="outputs", value=value
+    )
+
+
+IpcBytes = Annotated[
+    bytes,
+    PlainValidator(_to_bytes),
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+
+
 class SimReturn(Contract):
     """The result of one task: its outputs by name (Arrow IPC bytes), or an error.
 
@@ -31,7 +53,7 @@ class SimReturn(Contract):
     """
 
     task_id: str = Field(pattern=r"^[0-9a-f]{64}$")
-    outputs: dict[str, bytes] = Field(default_factory=dict)
+    outputs: dict[str, IpcBytes] = Field(default_factory=dict)
     error: ErrorInfo | None = None
 
     @model_validator(mode="after")
