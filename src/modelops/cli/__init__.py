@@ -1,0 +1,13 @@
+"""``mops``: a thin command line over the ModelOps Python API."""
+
+from __future__ import annotations
+
+from modelops.cli import _files  # noqa: F401  (registers commands)
+from modelops.cli._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,53 @@
+"""The Typer application and the one place CLI errors become exit codes."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from modelops_contracts.errors import ContractViolationError, ModelOpsError
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "app", "command", "fail"]
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="mops",
+    help="ModelOps: run simulation studies, cache every task, read the results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print ``error: message`` on one stderr line and return the Exit to raise."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """Register a command whose contract and ModelOps errors end as one line and exit 2."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            try:
+                return fn(*a, **kw)
+            except (ContractViolationError, ModelOpsError) as err:
+                raise fail(str(err)) from None
+            except KeyboardInterrupt:
+                raise fail("interrupted", EXIT_INTERRUPTED) from None
+
+        app.command(*args, **kwargs)(wrapper)
+        return fn
+
+    return decorate

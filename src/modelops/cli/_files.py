@@ -1,0 +1,49 @@
+"""Commands about file formats: ``mops schema`` and ``mops migrate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelops.cli._app import command
+from modelops_contracts.errors import ContractViolationError
+from modelops_contracts.legacy import migrate_document
+from modelops_contracts.schema import write_schemas
+
+
+@command("schema")
+def schema_command(
+    directory: Annotated[Path, typer.Argument(help="Where to write the schema files.")] = Path(
+        "schemas"
+    ),
+) -> None:
+    """Write JSON Schemas of the study and job file formats."""
+    for path in write_schemas(directory):
+        typer.echo(str(path))
+
+
+@command("migrate")
+def migrate_command(
+    old: Annotated[Path, typer.Argument(help="An old job or study JSON file.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Where to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Rewrite an old job (SimBatch layout) or study file in the current format."""
+    try:
+        data = json.loads(old.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ContractViolationError(f"cannot read {str(old)!r}: {err.strerror}") from None
+    except ValueError as err:
+        raise ContractViolationError(f"{str(old)!r} is not JSON: {err}") from None
+    kind, doc, was_legacy = migrate_document(data)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+    note = "converted from the old layout" if was_legacy else "already current; rewritten"
+    typer.echo(f"{kind} {note}" + (f" -> {output}" if output else ""), err=True)
