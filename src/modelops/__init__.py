@@ -1,1 +1,58 @@
-"""ModelOps."""
+"""ModelOps: run simulation studies, cache every task, read the results.
+
+Public names load lazily, so a worker that imports :mod:`modelops.runtime` pays only for the
+runtime, never for the store, the CLI or the analysis code.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from modelops.api import JobHandle, compile_study, run
+    from modelops.client import JobSubmissionClient
+    from modelops.engine import RunOptions, RunSummary
+    from modelops.model import Model, Parameter, Scenario
+    from modelops.services.local import LocalSimulationService
+    from modelops.store import ResultStore
+
+_EXPORTS = {
+    "JobHandle": "modelops.api",
+    "JobSubmissionClient": "modelops.client",
+    "LocalSimulationService": "modelops.services.local",
+    "Model": "modelops.model",
+    "Parameter": "modelops.model",
+    "ResultStore": "modelops.store",
+    "RunOptions": "modelops.engine",
+    "RunSummary": "modelops.engine",
+    "Scenario": "modelops.model",
+    "compile_study": "modelops.api",
+    "run": "modelops.api",
+}
+
+__all__ = [
+    "JobHandle",
+    "JobSubmissionClient",
+    "LocalSimulationService",
+    "Model",
+    "Parameter",
+    "ResultStore",
+    "RunOptions",
+    "RunSummary",
+    "Scenario",
+    "__version__",
+    "compile_study",
+    "run",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelops' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -34,7 +34,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+def command(*args: Any, app: typer.Typer = app, **kwargs: Any) -> Callable[[F], F]:
     """Register a command whose contract and ModelOps errors end as one line and exit 2."""
 
     def decorate(fn: F) -> F:
@@ -42,7 +42,7 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
         def wrapper(*a: Any, **kw: Any) -> Any:
             try:
                 return fn(*a, **kw)
-            except (ContractViolationError, ModelOpsError) as err:
+            except (ContractViolationError, ModelOpsError, ValueError) as err:
                 raise fail(str(err)) from None
             except KeyboardInterrupt:
                 raise fail("interrupted", EXIT_INTERRUPTED) from None

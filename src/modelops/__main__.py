@@ -1,0 +1,5 @@
+"""``python -m modelops`` runs the ``mops`` command line."""
+
+from modelops.cli import main
+
+main()

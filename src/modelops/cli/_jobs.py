@@ -1,0 +1,225 @@
+"""Commands that run jobs and read them: run, status, jobs, results, failures, cancel."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelops.cli._app import EXIT_FAILED, command, fail
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option("--store", help="Result store directory [env MODELOPS_STORE; default .modelops]"),
+]
+
+
+@command("run")
+def run_command(
+    study: Annotated[Path, typer.Argument(help="Study file (YAML or JSON).")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="Model code directory.")] = Path(),
+    store: StoreOption = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Worker processes [default: CPUs].")
+    ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, help="Re-runs of a task whose worker died.")
+    ] = 2,
+    task_timeout: Annotated[
+        float | None, typer.Option("--task-timeout", min=0.001, help="Seconds per task.")
+    ] = None,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop at the first failure.")
+    ] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task again.")] = False,
+    job_id: Annotated[str | None, typer.Option("--job-id", help="Name the job.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run a study: every task not already in the store, on a local process pool."""
+    from modelops.api import compile_study, default_store, run
+    from modelops.cli._progress import ProgressDisplay
+
+    store_root = store or default_store()
+    job = compile_study(study, bundle, store=store_root, job_id=job_id)
+    if not as_json:
+        typer.echo(f"job {job.job_id}: {job.task_count()} tasks", err=True)
+    with ProgressDisplay(job.job_id, quiet=as_json) as progress:
+        handle = run(
+            study,
+            bundle=bundle,
+            store=store_root,
+            workers=workers,
+            retries=retries,
+            task_timeout=task_timeout,
+            fail_fast=fail_fast,
+            use_cache=not no_cache,
+            job_id=job.job_id,
+            on_progress=progress,
+        )
+    summary = handle.summary
+    assert summary is not None
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict()))
+    else:
+        typer.echo(
+            f"job {summary.job_id} {summary.state}: {summary.succeeded}/{summary.total} tasks "
+            f"succeeded ({summary.cached} cached), {summary.failed} failed, "
+            f"{summary.timed_out} timed out in {summary.wall_seconds:.1f} s"
+        )
+        outputs = handle.outputs()
+        if outputs:
+            listing = ", ".join(f"{name} ({rows} rows)" for name, rows in outputs.items())
+            typer.echo(f"results in {summary.store}: {listing}")
+            typer.echo(f"read them with: mops results {summary.job_id} OUTPUT")
+        if summary.failed or summary.timed_out:
+            typer.echo(f"see failures with: mops failures {summary.job_id}")
+    if summary.state != "completed":
+        raise typer.Exit(EXIT_FAILED)
+
+
+@command("status")
+def status_command(
+    job: Annotated[str | None, typer.Argument(help="Job id [default: the latest job].")] = None,
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show a job's state, task counts, outputs and provenance."""
+    from modelops.api import job_status, open_existing_store
+
+    result_store = open_existing_store(store)
+    job_id = job or _latest_job(result_store)
+    status = job_status(result_store, job_id)
+    if as_json:
+        typer.echo(json.dumps(status, indent=2, default=str))
+        return
+    counts = status["counts"]
+    typer.echo(f"job        {status['job_id']}")
+    typer.echo(f"state      {status['state']}")
+    typer.echo(
+        f"tasks      {status['total']} total: {counts['done']} done, {counts['cached']} cached, "
+        f"{counts['failed']} failed, {counts['timeout']} timed out, {counts['pending']} pending"
+    )
+    typer.echo(f"entrypoint {status.get('entrypoint', '?')}")
+    typer.echo(f"bundle     {status.get('bundle_ref', '?')}")
+    typer.echo(f"started    {status['started_at']}   finished {status['finished_at']}")
+    for name, rows in status["outputs"].items():
+        typer.echo(f"output     {name}: {rows} rows")
+    prov: dict[str, Any] = status.get("provenance", {})
+    for key in ("python", "modelops", "host", "backend", "platform"):
+        if key in prov:
+            typer.echo(f"{key:<10} {prov[key]}")
+    packages = prov.get("packages") or {}
+    if packages:
+        typer.echo("packages   " + ", ".join(f"{k}=={v}" for k, v in packages.items()))
+    typer.echo(f"log        {status['log']}")
+
+
+@command("jobs")
+def jobs_command(store: StoreOption = None) -> None:
+    """List the jobs in the store."""
+    from modelops.api import open_existing_store
+
+    result_store = open_existing_store(store)
+    jobs = result_store.ledger.list_jobs()
+    if not jobs:
+        typer.echo("no jobs")
+        return
+    typer.echo(f"{'job':<24} {'state':<12} {'tasks':>8} {'done':>8} {'failed':>7}  created")
+    for record in jobs:
+        counts = result_store.ledger.counts(record.job_id)
+        done = counts["done"] + counts["cached"]
+        failed = counts["failed"] + counts["timeout"]
+        created = record.created_at.isoformat(timespec="seconds")
+        typer.echo(
+            f"{record.job_id:<24} {record.state:<12} {record.total:>8} {done:>8} {failed:>7}  "
+            f"{created}"
+        )
+
+
+@command("results")
+def results_command(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    output: Annotated[str | None, typer.Argument(help="Output name [default: list them].")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("-o", "--output-file", help="Write to FILE.parquet or FILE.csv.")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """List a job's outputs, print one, or write it to a Parquet or CSV file."""
+    from modelops.api import job_status, open_existing_store
+
+    result_store = open_existing_store(store)
+    job_status(result_store, job)  # unknown job -> one-line error
+    if output is None:
+        outputs = result_store.output_counts(job)
+        if not outputs:
+            typer.echo("no outputs yet")
+        for name, rows in outputs.items():
+            typer.echo(f"{name}\t{rows} rows")
+        return
+    if out_file is not None:
+        rows = result_store.export_results(job, output, out_file)
+        typer.echo(f"wrote {rows} rows to {out_file}")
+        return
+    import polars as pl
+
+    frame = result_store.read_results(job, output)
+    with pl.Config(tbl_rows=20, tbl_cols=12, fmt_str_lengths=14):
+        typer.echo(str(frame))
+
+
+@command("failures")
+def failures_command(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    store: StoreOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N.")] = 20,
+) -> None:
+    """Show the failed and timed-out tasks of a job with their errors."""
+    from modelops.api import job_status, open_existing_store
+
+    result_store = open_existing_store(store)
+    job_status(result_store, job)
+    failures = result_store.ledger.failures(job)
+    if not failures:
+        typer.echo("no failed tasks")
+        return
+    typer.echo(f"{len(failures)} failed task(s)")
+    for record in failures[:limit]:
+        typer.echo(
+            f"\n{record.task_id[:16]}  param {record.param_id[:12]}  replicate {record.replicate}"
+            f"  seed {record.seed}  {record.status}  attempts {record.attempts}"
+        )
+        typer.echo(f"  {record.error_type}: {record.message}")
+        if record.stderr_tail:
+            typer.echo("  stderr (tail):")
+            for line in record.stderr_tail.rstrip().splitlines()[-10:]:
+                typer.echo(f"    {line}")
+    if len(failures) > limit:
+        typer.echo(f"\n... and {len(failures) - limit} more (use --limit)")
+
+
+@command("cancel")
+def cancel_command(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    store: StoreOption = None,
+) -> None:
+    """Ask a running job to stop; finished tasks stay done, and re-running resumes."""
+    from modelops.api import job_status, open_existing_store
+
+    result_store = open_existing_store(store)
+    state = job_status(result_store, job)["state"]
+    if state != "running":
+        raise fail(f"job {job} is not running (state: {state})")
+    result_store.ledger.request_cancel(job)
+    typer.echo(f"cancel requested for job {job}")
+
+
+def _latest_job(store: Any) -> str:
+    jobs = store.ledger.list_jobs()
+    if not jobs:
+        print("error: the store has no jobs", file=sys.stderr)
+        raise typer.Exit(2)
+    return str(max(jobs, key=lambda j: j.created_at).job_id)

@@ -1,0 +1,84 @@
+"""Progress display for ``mops run``: a live bar on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from modelops.engine import Progress as RunProgress
+
+__all__ = ["ProgressDisplay"]
+
+
+class ProgressDisplay:
+    """Renders engine progress snapshots on stderr."""
+
+    def __init__(self, job_id: str, *, quiet: bool = False) -> None:
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal and not quiet
+        self.quiet = quiet
+        self.job_id = job_id
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._last_line = 0.0
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.live:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("cached {task.fields[cached]}  failed {task.fields[failed]}"),
+                TextColumn("{task.fields[rate]:.0f} tasks/s"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.job_id, total=None, cached=0, failed=0, rate=0.0)
+        return self
+
+    def __call__(self, p: RunProgress) -> None:
+        failed = p.failed + p.timed_out
+        if self._bar is not None and self._task is not None:
+            self._bar.update(
+                self._task,
+                total=p.total,
+                completed=p.finished,
+                cached=p.cached,
+                failed=failed,
+                rate=p.rate,
+            )
+            return
+        now = time.monotonic()
+        if self.quiet or (now - self._last_line < 2.0 and p.finished < p.total):
+            return
+        self._last_line = now
+        print(
+            f"[{p.elapsed:6.1f}s] {p.finished}/{p.total} tasks "
+            f"({p.succeeded} ran, {p.cached} cached, {failed} failed) {p.rate:.0f} tasks/s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()

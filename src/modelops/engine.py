@@ -1,0 +1,485 @@
+"""The driver: feed a job's tasks to a backend, commit results to the store, resume after crashes.
+
+The driver owns the ledger and the store. It skips task_ids already done anywhere in the store,
+sends the rest in chunks sized from measured task durations (one chunk in flight per worker, so
+memory is bounded by the window, never by the job), and commits finished tasks in batches: one
+Parquet shard per output, then their status, in one ledger transaction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import platform
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from typing import Any
+
+import pyarrow as pa
+
+from modelops.runtime.chunk import ChunkResult, ChunkSpec, ChunkTask
+from modelops.services._base import ChunkBackend, ChunkEvent
+from modelops.store import DoneTask, FailedTask, ResultStore
+from modelops_contracts import SimJob, TaskRow
+from modelops_contracts.task import bundle_digest
+
+__all__ = ["Progress", "RunOptions", "RunSummary", "run_job"]
+
+_SIGNALS = {-9: "SIGKILL", -11: "SIGSEGV", -6: "SIGABRT", -15: "SIGTERM", -7: "SIGBUS"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a job; the CLI flags of ``mops run`` map onto these."""
+
+    retries: int = 2
+    task_timeout: float | None = None
+    fail_fast: bool = False
+    use_cache: bool = True
+    target_chunk_seconds: float = 0.5
+    max_chunk: int = 5000
+    commit_rows: int = 200_000
+    commit_seconds: float = 2.0
+
+
+@dataclass
+class Progress:
+    """A snapshot of a running job for progress displays."""
+
+    total: int
+    cached: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        """Tasks that need no more work (cached, succeeded, failed or timed out)."""
+        return self.cached + self.succeeded + self.failed + self.timed_out
+
+    @property
+    def rate(self) -> float:
+        """Tasks run per second in this run (cached tasks excluded)."""
+        ran = self.succeeded + self.failed + self.timed_out
+        return ran / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class RunSummary:
+    """How a run ended; ``mops run --json`` prints :meth:`to_dict`."""
+
+    job_id: str
+    state: str
+    total: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    cached: int
+    wall_seconds: float
+    store: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form."""
+        return asdict(self)
+
+
+@dataclass
+class _Buffer:
+    """Finished tasks waiting for the next commit."""
+
+    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
+    done: list[DoneTask] = field(default_factory=list)
+    failed: list[FailedTask] = field(default_factory=list)
+    rows: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+    def empty(self) -> bool:
+        return not (self.done or self.failed)
+
+
+class _ChunkSizer:
+    """Chooses chunk sizes so a chunk holds about ``target`` seconds of work."""
+
+    def __init__(self, target: float, max_chunk: int) -> None:
+        self.target = target
+        self.max_chunk = max_chunk
+        self.per_task: float | None = None
+        self.size = 4
+
+    def observe(self, durations: list[float], wall: float | None = None) -> None:
+        if not durations:
+            return
+        mean = max(sum(durations) / len(durations), 1e-6)
+        if wall is not None:
+            mean = max(mean, wall / len(durations))
+        self.per_task = mean if self.per_task is None else 0.7 * self.per_task + 0.3 * mean
+        wanted = int(self.target / self.per_task)
+        self.size = max(1, min(self.max_chunk, wanted, self.size * 8))
+
+    def next_size(self, remaining: int, workers: int) -> int:
+        # near the end, split what is left so every worker finishes at about the same time
+        tail = math.ceil(remaining / (2 * workers)) if remaining > 0 else 1
+        return max(1, min(self.size, tail))
+
+
+class _Run:
+    """State of one driver run (one call of :func:`run_job`)."""
+
+    def __init__(
+        self,
+        job: SimJob,
+        store: ResultStore,
+        backend: ChunkBackend,
+        options: RunOptions,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.job = job
+        self.store = store
+        self.ledger = store.ledger
+        self.backend = backend
+        self.options = options
+        self.on_progress = on_progress
+        self.sizer = _ChunkSizer(options.target_chunk_seconds, options.max_chunk)
+        self.progress = Progress(total=job.task_count())
+        self.buffer = _Buffer()
+        self.retry: deque[list[TaskRow]] = deque()
+        self.attempts: dict[str, int] = {}
+        self.in_flight: dict[int, tuple[list[TaskRow], float]] = {}
+        self.packages: dict[str, str] = {}
+        self.started = time.monotonic()
+        self.stop_reason: str | None = None
+        self.remaining = 0
+        self._rows: Iterator[TaskRow] = iter(())
+        self._last_progress = 0.0
+        self._last_cancel_check = 0.0
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        job, ledger = self.job, self.ledger
+        ledger.create_job(job.job_id, total=job.task_count(), spec=self._spec())
+        job_file = self.store.job_dir(job.job_id) / "job.json"
+        if not job_file.exists():
+            self.store.write_job_file(job.job_id, job.to_json())
+        ledger.add_tasks(
+            job.job_id, ((r.task_id, r.param_id, r.replicate, r.seed) for r in job.task_rows())
+        )
+        ledger.set_job_state(job.job_id, "running")
+        skip: set[str] = set()
+        if self.options.use_cache:
+            skip = ledger.done_task_ids(job.job_id)
+            elsewhere = ledger.cached_candidates(job.job_id)  # done in another job's run
+            if elsewhere:
+                self.store.commit(job.job_id, {}, [], [], cached=sorted(elsewhere))
+            skip |= elsewhere
+        self.progress.cached = len(skip)
+        self.remaining = self.progress.total - len(skip)
+        self._rows = (r for r in job.task_rows() if r.task_id not in skip)
+
+    def _spec(self) -> dict[str, Any]:
+        from modelops import __version__
+
+        first = self.job.tasks[0]
+        return {
+            "bundle_ref": self.job.bundle_ref,
+            "bundle_digest": bundle_digest(self.job.bundle_ref),
+            "entrypoint": first.entrypoint,
+            "metadata": self.job.metadata,
+            "provenance": {
+                "python": platform.python_version(),
+                "implementation": sys.implementation.name,
+                "platform": platform.platform(),
+                "modelops": __version__,
+                "host": socket.gethostname(),
+                "backend": self.backend.description,
+            },
+        }
+
+    # -- main loop -------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        backend = self.backend
+        while True:
+            while self.stop_reason is None and backend.free_slots() > 0:
+                rows = self._next_chunk()
+                if not rows:
+                    break
+                self._submit(rows)
+            if not self.in_flight:
+                break
+            for event in backend.poll(0.1):
+                self._handle(event)
+            now = time.monotonic()
+            if self._should_commit(now):
+                self.commit()
+            if now - self._last_cancel_check > 1.0:
+                self._last_cancel_check = now
+                if self.ledger.cancel_requested(self.job.job_id):
+                    self.stop("cancelled")
+            self._report(now)
+        self.commit()
+        self._report(time.monotonic(), force=True)
+
+    def _next_chunk(self) -> list[TaskRow]:
+        if self.retry:
+            return self.retry.popleft()
+        size = self.sizer.next_size(self.remaining, self.backend.workers)
+        rows = list(islice(self._rows, size))
+        # a chunk shares entrypoint, outputs and config; cut it where they change
+        for i in range(1, len(rows)):
+            if not _same_spec(rows[i], rows[0]):
+                self._rows = itertools.chain(rows[i:], self._rows)
+                rows = rows[:i]
+                break
+        self.remaining -= len(rows)
+        return rows
+
+    def _submit(self, rows: list[TaskRow]) -> None:
+        first = rows[0]
+        spec = ChunkSpec(
+            bundle_dir=self.backend.bundle_dir(),
+            entrypoint=first.entrypoint,
+            outputs=first.outputs,
+            config=first.config,
+            tasks=[
+                ChunkTask(i, r.task_id, r.param_id, r.replicate, r.seed, dict(r.params))
+                for i, r in enumerate(rows)
+            ],
+            log_path=str(self.store.log_path(self.job.job_id)),
+        )
+        ticket = self.backend.submit_chunk(spec, task_timeout=self.options.task_timeout)
+        self.in_flight[ticket] = (rows, time.monotonic())
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _handle(self, event: ChunkEvent) -> None:
+        rows, sent = self.in_flight.pop(event.ticket)
+        if event.kind == "done":
+            self._done(rows, event.value, time.monotonic() - sent)
+        elif event.kind == "error":
+            error_type, message, tb = event.value
+            for row in rows:
+                self._fail(row, "failed", error_type, message, tb, None, event.worker)
+        elif event.kind == "timeout":
+            self._lost(rows, event, timed_out=True)
+        else:
+            self._lost(rows, event, timed_out=False)
+
+    def _done(self, rows: list[TaskRow], result: ChunkResult, wall: float) -> None:
+        self.packages.update(result.packages)
+        durations = []
+        for row, outcome in zip(rows, result.outcomes, strict=True):
+            durations.append(outcome.duration)
+            attempts = self.attempts.pop(row.task_id, 0) + 1
+            if outcome.ok:
+                self.buffer.done.append(
+                    DoneTask(row.task_id, outcome.duration, result.worker, attempts)
+                )
+                self.progress.succeeded += 1
+            else:
+                self.attempts[row.task_id] = attempts - 1
+                self._fail(
+                    row,
+                    "failed",
+                    outcome.error_type or "Error",
+                    outcome.message or "",
+                    outcome.traceback,
+                    outcome.stderr_tail,
+                    result.worker,
+                    outcome.duration,
+                )
+        for output, table in result.tables.items():
+            self.buffer.tables.setdefault(output, []).append(table)
+            self.buffer.rows += table.num_rows
+        self.sizer.observe(durations, wall)
+
+    def _lost(self, rows: list[TaskRow], event: ChunkEvent, *, timed_out: bool) -> None:
+        """A worker died or was killed for a timeout: charge the running task, re-run the rest."""
+        pos = event.position
+        if pos is None or not 0 <= pos < len(rows):
+            # cannot tell which task was running: retry each alone, charging all of them
+            for row in rows:
+                self._charge(row, event)
+            return
+        innocent = rows[:pos] + rows[pos + 1 :]
+        if innocent:
+            self.retry.append(innocent)
+        suspect = rows[pos]
+        if timed_out:
+            attempts = self.attempts.pop(suspect.task_id, 0) + 1
+            limit = self.options.task_timeout
+            message = (
+                f"task ran longer than the {limit:g} s limit (--task-timeout); "
+                "its worker was killed"
+            )
+            self._fail(
+                suspect,
+                "timeout",
+                "TaskTimeout",
+                message,
+                None,
+                None,
+                event.worker,
+                limit,
+                attempts,
+            )
+        else:
+            self._charge(suspect, event)
+
+    def _charge(self, row: TaskRow, event: ChunkEvent) -> None:
+        attempts = self.attempts.get(row.task_id, 0) + 1
+        self.attempts[row.task_id] = attempts
+        if attempts <= self.options.retries:
+            self.retry.append([row])
+            return
+        self.attempts.pop(row.task_id, None)
+        code = event.exitcode
+        how = (
+            _SIGNALS.get(code, f"signal {-code}")
+            if code is not None and code < 0
+            else (f"exit code {code}" if code is not None else "unknown cause")
+        )
+        message = (
+            f"worker process died ({how}) while running this task, "
+            f"{attempts} time{'s' if attempts > 1 else ''}"
+        )
+        self._fail(row, "failed", "WorkerDied", message, None, None, event.worker, None, attempts)
+
+    def _fail(
+        self,
+        row: TaskRow,
+        status: str,
+        error_type: str,
+        message: str,
+        tb: str | None,
+        stderr_tail: str | None,
+        worker: str,
+        duration: float | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        if attempts is None:
+            attempts = self.attempts.pop(row.task_id, 0) + 1
+        self.buffer.failed.append(
+            FailedTask(
+                row.task_id,
+                "timeout" if status == "timeout" else "failed",
+                error_type,
+                message,
+                tb,
+                stderr_tail,
+                attempts,
+                duration,
+                worker,
+            )
+        )
+        if status == "timeout":
+            self.progress.timed_out += 1
+        else:
+            self.progress.failed += 1
+        if self.options.fail_fast:
+            self.stop("failed")
+
+    # -- commits, stop, progress -----------------------------------------------------------
+
+    def _should_commit(self, now: float) -> bool:
+        if self.buffer.empty():
+            return False
+        return (
+            self.buffer.rows >= self.options.commit_rows
+            or now - self.buffer.since >= self.options.commit_seconds
+        )
+
+    def commit(self) -> None:
+        buffer, self.buffer = self.buffer, _Buffer()
+        if buffer.empty():
+            return
+        tables = {name: _concat(parts) for name, parts in buffer.tables.items()}
+        self.store.commit(self.job.job_id, tables, buffer.done, buffer.failed)
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.backend.close(kill=True)
+            self.in_flight.clear()
+
+    def _report(self, now: float, *, force: bool = False) -> None:
+        if self.on_progress is None or (not force and now - self._last_progress < 0.2):
+            return
+        self._last_progress = now
+        self.progress.elapsed = now - self.started
+        self.on_progress(self.progress)
+
+    def finish(self, state: str | None = None) -> RunSummary:
+        counts = self.ledger.counts(self.job.job_id)
+        if state is None:
+            if self.stop_reason == "cancelled":
+                state = "cancelled"
+            elif counts["failed"] or counts["timeout"]:
+                state = "failed"
+            elif counts["pending"]:
+                state = "interrupted"
+            else:
+                state = "completed"
+        self.ledger.update_job_spec(
+            self.job.job_id, {"provenance": {"packages": dict(sorted(self.packages.items()))}}
+        )
+        self.ledger.set_job_state(self.job.job_id, state)  # type: ignore[arg-type]
+        return RunSummary(
+            job_id=self.job.job_id,
+            state=state,
+            total=self.progress.total,
+            succeeded=counts["done"] + counts["cached"],
+            failed=counts["failed"],
+            timed_out=counts["timeout"],
+            cached=self.progress.cached,
+            wall_seconds=round(time.monotonic() - self.started, 3),
+            store=str(self.store.root),
+        )
+
+
+def _same_spec(a: TaskRow, b: TaskRow) -> bool:
+    return a.entrypoint == b.entrypoint and a.outputs == b.outputs and a.config == b.config
+
+
+def _concat(parts: list[pa.Table]) -> pa.Table:
+    if len(parts) == 1:
+        return parts[0]
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def run_job(
+    job: SimJob,
+    store: ResultStore,
+    backend: ChunkBackend,
+    options: RunOptions | None = None,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> RunSummary:
+    """Run every task of ``job`` not already done in ``store``; return how the run ended.
+
+    The caller holds the store's run lock and has stored the job's bundle. Ctrl-C stops the
+    workers, commits what finished, marks the job interrupted and re-raises KeyboardInterrupt.
+    """
+    run = _Run(job, store, backend, options or RunOptions(), on_progress)
+    store.clean_orphans()
+    run.prepare()
+    try:
+        if run.remaining > 0:
+            zip_path = store.bundles_dir / f"{bundle_digest(job.bundle_ref)}.zip"
+            backend.start(
+                bundle_ref=job.bundle_ref, bundle_zip=zip_path, log_path=store.log_path(job.job_id)
+            )
+            run.loop()
+    except BaseException:  # Ctrl-C included: keep what finished, leave the job resumable
+        backend.close(kill=True)
+        run.commit()
+        run.finish("interrupted")
+        raise
+    backend.close()
+    return run.finish()

@@ -1,0 +1,71 @@
+"""Run chunks in the calling process: no workers, no isolation. For tests and debugging."""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from pathlib import Path
+
+from modelops.bundle import BundleStore, materialize
+from modelops.runtime.chunk import ChunkSpec, run_chunk
+from modelops.services._base import ChunkEvent
+from modelops.services._port import ServicePort
+from modelops_contracts import BundleError
+
+__all__ = ["InProcessSimulationService"]
+
+
+class InProcessSimulationService(ServicePort):
+    """Runs each chunk synchronously inside :meth:`poll`, in this process.
+
+    Same contract as the pool backends except isolation: a task that crashes the process crashes
+    the caller, and task timeouts are not enforced. A model exception is still a per-task failure.
+    """
+
+    def __init__(self, *, store: Path | str | None = None) -> None:
+        self.workers = 1
+        self._store_root = Path(store) if store is not None else None
+        self._bundle_dir: str | None = None
+        self._queue: deque[tuple[int, ChunkSpec]] = deque()
+        self._next_ticket = 0
+
+    def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
+        cache = bundle_zip.parent.parent / "cache" / "bundles"
+        self._bundle_dir = str(materialize(bundle_ref, bundle_zip, cache))
+
+    def bundle_dir(self) -> str:
+        if self._bundle_dir is None:
+            raise RuntimeError("InProcessSimulationService.start() was not called")
+        return self._bundle_dir
+
+    def free_slots(self) -> int:
+        return 0 if self._queue else 1
+
+    def submit_chunk(self, spec: ChunkSpec, *, task_timeout: float | None) -> int:
+        self._next_ticket += 1
+        self._queue.append((self._next_ticket, spec))
+        return self._next_ticket
+
+    def poll(self, timeout: float) -> list[ChunkEvent]:
+        events = []
+        while self._queue:
+            ticket, spec = self._queue.popleft()
+            result = run_chunk(spec)
+            events.append(ChunkEvent(ticket, "done", result, worker=socket.gethostname()))
+        return events
+
+    def close(self, *, kill: bool = False) -> None:
+        self._queue.clear()
+
+    def prepare_bundle(self, bundle_ref: str) -> None:
+        if self._store_root is None:
+            raise BundleError(
+                "InProcessSimulationService needs a store to find bundle snapshots",
+                hint="pass store=...",
+            )
+        zip_path = BundleStore(self._store_root).path(bundle_ref)
+        self.start(bundle_ref=bundle_ref, bundle_zip=zip_path, log_path=None)
+
+    @property
+    def description(self) -> str:
+        return "in-process (no workers)"

@@ -1,0 +1,120 @@
+"""Run tasks on a pool of local worker processes: the embedded default, nothing to start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from modelops.bundle import BundleStore, digest_of, materialize
+from modelops.runtime.chunk import ChunkResult, ChunkSpec, run_chunk
+from modelops.services._base import ChunkEvent
+from modelops.services._pool import WorkerPool
+from modelops.services._port import ServicePort
+from modelops_contracts import BundleError
+
+__all__ = ["LocalSimulationService"]
+
+
+def _redirect_output(log_path: str | None) -> None:
+    """Worker initializer: whatever a model prints at the C level goes to the job log."""
+    if log_path is None:
+        return
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _run(spec: ChunkSpec, on_position: Any) -> ChunkResult:
+    return run_chunk(spec, on_task_start=on_position)
+
+
+class LocalSimulationService(ServicePort):
+    """A process pool on this machine: the engine's default backend and a ``SimulationService``.
+
+    Workers fork from a server that has already imported the runtime, so they start in
+    milliseconds; each imports the model once from the bundle snapshot and keeps it. A worker
+    that dies or runs past the task timeout is killed and replaced; one chunk runs per worker at
+    a time, so memory is bounded by ``workers`` chunks.
+
+    Args:
+        workers: number of worker processes (default: the CPU count).
+        store: store root where the port methods find bundle snapshots (the engine passes the
+            snapshot itself through :meth:`start`).
+        context: multiprocessing start method for the workers.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        store: Path | str | None = None,
+        context: str = "forkserver",
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers or os.cpu_count() or 1
+        self._store_root = Path(store) if store is not None else None
+        self._context = context
+        self._pool: WorkerPool | None = None
+        self._bundle_dir: str | None = None
+
+    def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
+        cache = bundle_zip.parent.parent / "cache" / "bundles"
+        self._bundle_dir = str(materialize(bundle_ref, bundle_zip, cache))
+        if self._pool is None:
+            self._pool = WorkerPool(
+                self.workers,
+                initializer=_redirect_output,
+                initargs=(str(log_path) if log_path is not None else None,),
+                context=self._context,
+                preload=("modelops.runtime",),
+            )
+
+    def bundle_dir(self) -> str:
+        if self._bundle_dir is None:
+            raise RuntimeError("LocalSimulationService.start() was not called")
+        return self._bundle_dir
+
+    def free_slots(self) -> int:
+        return self._pool.idle_workers() if self._pool is not None else 0
+
+    def submit_chunk(self, spec: ChunkSpec, *, task_timeout: float | None) -> int:
+        if self._pool is None:
+            raise RuntimeError("LocalSimulationService.start() was not called")
+        return self._pool.submit(_run, spec, task_timeout=task_timeout)
+
+    def poll(self, timeout: float) -> list[ChunkEvent]:
+        if self._pool is None:
+            return []
+        return [
+            ChunkEvent(e.ticket, e.kind, e.value, e.position, e.worker, e.exitcode)
+            for e in self._pool.poll(timeout)
+        ]
+
+    def close(self, *, kill: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(kill=kill)
+            self._pool = None
+
+    def prepare_bundle(self, bundle_ref: str) -> None:
+        if self._bundle_dir is not None and Path(self._bundle_dir).name == digest_of(bundle_ref):
+            return
+        if self._store_root is None:
+            raise BundleError(
+                "LocalSimulationService needs a store to find bundle snapshots",
+                hint="pass store=... or run the job with modelops.run()",
+            )
+        zip_path = BundleStore(self._store_root).path(bundle_ref)
+        self.start(bundle_ref=bundle_ref, bundle_zip=zip_path, log_path=None)
+
+    @property
+    def description(self) -> str:
+        return f"local process pool, {self.workers} worker{'s' if self.workers > 1 else ''}"
+
+    def __enter__(self) -> LocalSimulationService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
