@@ -32,7 +32,7 @@ def migrate_command(
         Path | None, typer.Option("-o", "--output", help="Where to write (default: stdout).")
     ] = None,
 ) -> None:
-    """Rewrite an old job (SimBatch layout) or study file in the current format."""
+    """Rewrite an old job (with batches) or study file in the current format."""
     try:
         data = json.loads(old.read_text(encoding="utf-8"))
     except OSError as err:
