@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/sir/demo.py
+	$(BIN)/mops run examples/sir/study.yaml --bundle examples/sir --store .modelops
+	$(BIN)/mops status --store .modelops
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

@@ -90,7 +90,7 @@ def _distinct_params(job: SimJob) -> Iterable[Mapping[str, Any]]:
 
 
 def run(
-    study: SimulationStudy | Path | str,
+    study: SimulationStudy | SimJob | Path | str,
     *,
     bundle: Path | str = ".",
     store: Path | str | None = None,
@@ -105,8 +105,10 @@ def run(
 ) -> JobHandle:
     """Run a study on this machine (or ``backend``) and return a handle to its results.
 
+    ``study`` may also be a job from :func:`compile_study` (then ``job_id`` is ignored).
     Same study and same code give the same job id, so running again resumes the job and skips
-    every task already done in the store.
+    every task already done in the store. Scripts that call this with the local process pool
+    need the usual ``if __name__ == "__main__":`` guard, as with multiprocessing and Dask.
 
     Raises:
         ContractViolationError, BundleError, ModelError: bad input; nothing is written then.
@@ -119,25 +121,31 @@ def run(
     if task_timeout is not None and task_timeout <= 0:
         raise ValueError(f"task_timeout must be positive, got {task_timeout}")
     store_root = Path(store) if store is not None else default_store()
-    job = compile_study(study, bundle, store=store_root, job_id=job_id)
-    result_store = open_store(store_root)
+    backend = backend or LocalSimulationService(workers)
+    backend.warm_up()
+    try:
+        if isinstance(study, SimJob):
+            job = study
+        else:
+            job = compile_study(study, bundle, store=store_root, job_id=job_id)
+        result_store = open_store(store_root)
+    except BaseException:
+        backend.close(kill=True)
+        raise
     options = RunOptions(
         retries=retries, task_timeout=task_timeout, fail_fast=fail_fast, use_cache=use_cache
     )
-    with result_store.run_lock():
-        ref = BundleStore(result_store.root).put(Path(bundle), exclude=[store_root])
-        if ref != job.bundle_ref:
-            raise BundleError(
-                f"the model code in {bundle} changed while the run was starting",
-                hint="run the same command again",
-            )
-        summary = run_job(
-            job,
-            result_store,
-            backend or LocalSimulationService(workers),
-            options,
-            on_progress=on_progress,
-        )
+    try:
+        with result_store.run_lock():
+            ref = BundleStore(result_store.root).put(Path(bundle), exclude=[store_root])
+            if ref != job.bundle_ref:
+                raise BundleError(
+                    f"the model code in {bundle} changed after the job was compiled",
+                    hint="run the same command again",
+                )
+            summary = run_job(job, result_store, backend, options, on_progress=on_progress)
+    finally:
+        backend.close(kill=True)
     return JobHandle(job.job_id, result_store, summary)
 
 

@@ -41,14 +41,21 @@ def run_command(
     """Run a study: every task not already in the store, on a local process pool."""
     from modelops.api import compile_study, default_store, run
     from modelops.cli._progress import ProgressDisplay
+    from modelops.services.local import LocalSimulationService
 
     store_root = store or default_store()
-    job = compile_study(study, bundle, store=store_root, job_id=job_id)
+    backend = LocalSimulationService(workers)
+    backend.warm_up()  # workers boot while the study compiles
+    try:
+        job = compile_study(study, bundle, store=store_root, job_id=job_id)
+    except BaseException:
+        backend.close(kill=True)
+        raise
     if not as_json:
         typer.echo(f"job {job.job_id}: {job.task_count()} tasks", err=True)
     with ProgressDisplay(job.job_id, quiet=as_json) as progress:
         handle = run(
-            study,
+            job,
             bundle=bundle,
             store=store_root,
             workers=workers,
@@ -56,7 +63,7 @@ def run_command(
             task_timeout=task_timeout,
             fail_fast=fail_fast,
             use_cache=not no_cache,
-            job_id=job.job_id,
+            backend=backend,
             on_progress=progress,
         )
     summary = handle.summary

@@ -48,6 +48,9 @@ class ChunkBackend(ABC):
     def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
         """Bring workers up and make the bundle snapshot available to them."""
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Begin starting workers early (optional); :meth:`start` must still be called."""
+
     @abstractmethod
     def bundle_dir(self) -> str:
         """Directory the workers import the model from (valid on the workers)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +18,26 @@ from modelops_contracts import BundleError
 __all__ = ["LocalSimulationService"]
 
 
-def _redirect_output(log_path: str | None) -> None:
-    """Worker initializer: whatever a model prints at the C level goes to the job log."""
-    if log_path is None:
-        return
+_log_target: list[str | None] = [None]
+
+
+def _init_worker() -> None:
+    """Worker initializer: Ctrl-C is the driver's business; it stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _redirect_output(log_path: str) -> None:
+    """Whatever a model prints below Python (C code, subprocesses) goes to the job log."""
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    _log_target[0] = log_path
 
 
 def _run(spec: ChunkSpec, on_position: Any) -> ChunkResult:
+    if spec.log_path is not None and spec.log_path != _log_target[0]:
+        _redirect_output(spec.log_path)
     return run_chunk(spec, on_task_start=on_position)
 
 
@@ -58,19 +69,31 @@ class LocalSimulationService(ServicePort):
         self._store_root = Path(store) if store is not None else None
         self._context = context
         self._pool: WorkerPool | None = None
+        self._starting: threading.Thread | None = None
         self._bundle_dir: str | None = None
+
+    def warm_up(self) -> None:
+        """Start the workers in the background while the driver prepares the job."""
+        if self._pool is None and self._starting is None:
+            self._starting = threading.Thread(target=self._start_pool, daemon=True)
+            self._starting.start()
+
+    def _start_pool(self) -> None:
+        self._pool = WorkerPool(
+            self.workers,
+            initializer=_init_worker,
+            context=self._context,
+            preload=("modelops.runtime",),
+        )
 
     def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
         cache = bundle_zip.parent.parent / "cache" / "bundles"
         self._bundle_dir = str(materialize(bundle_ref, bundle_zip, cache))
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
         if self._pool is None:
-            self._pool = WorkerPool(
-                self.workers,
-                initializer=_redirect_output,
-                initargs=(str(log_path) if log_path is not None else None,),
-                context=self._context,
-                preload=("modelops.runtime",),
-            )
+            self._start_pool()
 
     def bundle_dir(self) -> str:
         if self._bundle_dir is None:
@@ -94,6 +117,9 @@ class LocalSimulationService(ServicePort):
         ]
 
     def close(self, *, kill: bool = False) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
         if self._pool is not None:
             self._pool.shutdown(kill=kill)
             self._pool = None
