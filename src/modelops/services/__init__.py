@@ -2,13 +2,26 @@
 
 - :class:`LocalSimulationService`: a process pool on this machine (the default).
 - :class:`InProcessSimulationService`: the calling process itself (tests, debugging).
+
+Names load lazily so that importing the process pool in a worker stays cheap.
 """
 
 from __future__ import annotations
 
-from modelops.services._base import ChunkBackend, ChunkEvent
-from modelops.services.inprocess import InProcessSimulationService
-from modelops.services.local import LocalSimulationService
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelops.services._base import ChunkBackend, ChunkEvent
+    from modelops.services.inprocess import InProcessSimulationService
+    from modelops.services.local import LocalSimulationService
+
+_EXPORTS = {
+    "ChunkBackend": "modelops.services._base",
+    "ChunkEvent": "modelops.services._base",
+    "InProcessSimulationService": "modelops.services.inprocess",
+    "LocalSimulationService": "modelops.services.local",
+}
 
 __all__ = [
     "ChunkBackend",
@@ -16,3 +29,12 @@ __all__ = [
     "InProcessSimulationService",
     "LocalSimulationService",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelops.services' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
