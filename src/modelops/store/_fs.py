@@ -1,0 +1,93 @@
+"""Durable file-system steps: fsync of files and directories, atomic replace, safe names.
+
+A rename is only durable once the directory holding it is fsynced, and a new directory only
+once its parent is; these helpers make those steps explicit for the store's write protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from typing import TYPE_CHECKING
+
+from modelops_contracts.errors import StoreError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "TEMP_PREFIX",
+    "atomic_write_bytes",
+    "check_name",
+    "fsync_dir",
+    "make_dirs",
+    "temp_path",
+]
+
+TEMP_PREFIX = ".tmp-"
+"""Every temporary file the store writes starts with this; ``clean_orphans`` removes them."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return ``name`` if it is safe as one path component (job ids, output names).
+
+    Raises:
+        StoreError: the name is empty, too long, or has characters outside ``[A-Za-z0-9._-]``.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise StoreError(
+            f"invalid {kind} {name!r}",
+            hint="use 1-128 characters from A-Z a-z 0-9 . _ - starting with a letter or digit",
+        )
+    return name
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry table to disk so renames and creations in it survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing the parent of each directory created."""
+    if path.is_dir():
+        return
+    make_dirs(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return
+    fsync_dir(path.parent)
+
+
+def temp_path(directory: Path, final_name: str) -> Path:
+    """A fresh temporary name in ``directory`` for a file that will become ``final_name``."""
+    return directory / f"{TEMP_PREFIX}{secrets.token_hex(4)}-{final_name}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see either the old file or the whole new one.
+
+    Raises:
+        StoreError: the file cannot be written.
+    """
+    make_dirs(path.parent)
+    tmp = temp_path(path.parent, path.name)
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -1,0 +1,130 @@
+"""Parquet shards: many tasks' rows of one output per file, tagged with the commit that wrote them.
+
+Every shard carries a constant ``_commit`` column (:data:`COMMIT_COLUMN`). Reading joins the
+rows against the ledger's ``(task_id, commit_id)`` pairs, so rows of an unrecorded or
+superseded commit are dropped by one hash join instead of a per-row Python loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from modelops.store._fs import temp_path
+from modelops_contracts.errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping, Sequence
+    from pathlib import Path
+
+__all__ = [
+    "COMMIT_COLUMN",
+    "TASK_COLUMN",
+    "scan_shards",
+    "shard_name",
+    "task_row_counts",
+    "write_shard",
+]
+
+COMMIT_COLUMN = "_commit"
+TASK_COLUMN = "task_id"
+_COMPRESSION = "zstd"
+
+
+def shard_name(commit_id: int) -> str:
+    """File name of the shard written by commit ``commit_id`` (zero-padded so names sort)."""
+    return f"part-{commit_id:06d}.parquet"
+
+
+def task_row_counts(tables: Mapping[str, pa.Table], done: Collection[str]) -> dict[str, str]:
+    """JSON ``{output: rows}`` per done task id, every output listed (0 when it had none).
+
+    Raises:
+        StoreError: a table lacks ``task_id``, has null task ids or rows of a task not in
+            ``done``, or already has the reserved ``_commit`` column.
+    """
+    per_output: dict[str, dict[str, int]] = {}
+    done_set = set(done)
+    for output, table in tables.items():
+        names = table.column_names
+        if TASK_COLUMN not in names:
+            raise StoreError(f"output {output!r} has no {TASK_COLUMN!r} column")
+        if COMMIT_COLUMN in names:
+            raise StoreError(f"output {output!r} uses the reserved column {COMMIT_COLUMN!r}")
+        column = table.column(TASK_COLUMN)
+        if column.null_count:
+            raise StoreError(f"output {output!r} has rows with a null {TASK_COLUMN}")
+        counted = pc.value_counts(column)
+        ids = counted.field("values").to_pylist()
+        stray = set(ids) - done_set
+        if stray:
+            raise StoreError(
+                f"output {output!r} has rows of {len(stray)} task(s) not committed as done",
+                hint=f"e.g. {min(stray)}",
+            )
+        per_output[output] = dict(zip(ids, counted.field("counts").to_pylist(), strict=True))
+    # Output names are checked path components (no quotes or backslashes), so a %-template
+    # builds the JSON far faster than json.dumps per task.
+    outputs = sorted(per_output)
+    template = "{" + ",".join(f"{json.dumps(output)}:%d" for output in outputs) + "}"
+    counts = [per_output[output] for output in outputs]
+    return {task_id: template % tuple(c.get(task_id, 0) for c in counts) for task_id in done_set}
+
+
+def write_shard(directory: Path, table: pa.Table, commit_id: int) -> tuple[Path, int]:
+    """Write ``table`` plus the commit column as ``directory/part-<commit>.parquet``.
+
+    The file is written under a temporary name, fsynced, then renamed into place; the caller
+    fsyncs ``directory`` once all shards of the commit are in place. Returns the final path
+    and its size in bytes.
+
+    Raises:
+        StoreError: the file cannot be written; the temporary file is removed.
+    """
+    final = directory / shard_name(commit_id)
+    tmp = temp_path(directory, final.name)
+    tagged = table.append_column(
+        COMMIT_COLUMN, pa.repeat(pa.scalar(commit_id, pa.int64()), table.num_rows)
+    )
+    try:
+        with tmp.open("wb") as fh:
+            pq.write_table(tagged, fh, compression=_COMPRESSION)
+            fh.flush()
+            os.fsync(fh.fileno())
+        size = tmp.stat().st_size
+        tmp.replace(final)
+    except (OSError, pa.ArrowException) as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write shard {final}: {exc}") from exc
+    return final, size
+
+
+def scan_shards(paths: Sequence[Path], keys: Sequence[tuple[str, int]]) -> pl.LazyFrame:
+    """Lazily read ``paths`` keeping only rows whose ``(task_id, commit)`` is in ``keys``.
+
+    Shards may differ slightly in schema (a missing column, int vs float): they are combined
+    with polars' diagonal-relaxed concat, which fills missing columns with nulls and widens
+    types. The commit column is dropped from the result.
+    """
+    if not paths:
+        raise StoreError("no shards to read")
+    frames = [pl.scan_parquet(path) for path in paths]
+    rows = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    wanted = pl.LazyFrame(
+        {
+            TASK_COLUMN: [task_id for task_id, _ in keys],
+            COMMIT_COLUMN: [commit for _, commit in keys],
+        },
+        schema={TASK_COLUMN: pl.String, COMMIT_COLUMN: pl.Int64},
+    )
+    return (
+        rows.with_columns(pl.col(TASK_COLUMN).cast(pl.String))
+        .join(wanted, on=[TASK_COLUMN, COMMIT_COLUMN], how="semi", maintain_order="left")
+        .drop(COMMIT_COLUMN)
+    )

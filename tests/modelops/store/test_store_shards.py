@@ -1,0 +1,86 @@
+"""Parquet shards: tagging with the commit, per-task row counts, and filtered reading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from modelops.store.shards import (
+    COMMIT_COLUMN,
+    scan_shards,
+    shard_name,
+    task_row_counts,
+    write_shard,
+)
+from modelops_contracts.errors import StoreError
+
+
+def test_write_shard_tags_rows_with_commit_and_uses_zstd(tmp_path: Path) -> None:
+    table = pa.table({"task_id": ["a", "a", "b"], "x": [1, 2, 3]})
+    path, size = write_shard(tmp_path, table, 7)
+    assert path == tmp_path / shard_name(7) == tmp_path / "part-000007.parquet"
+    assert size == path.stat().st_size
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
+    back = pq.read_table(path)
+    assert back.column(COMMIT_COLUMN).to_pylist() == [7, 7, 7]
+    assert back.column("x").to_pylist() == [1, 2, 3]
+    meta = pq.ParquetFile(path).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_task_row_counts_lists_every_output() -> None:
+    tables = {
+        "ts": pa.table({"task_id": ["a", "a", "b"], "v": [1, 2, 3]}),
+        "summary": pa.table({"task_id": ["a"], "v": [1]}),
+    }
+    counts = {k: json.loads(v) for k, v in task_row_counts(tables, ["a", "b", "c"]).items()}
+    assert counts == {
+        "a": {"summary": 1, "ts": 2},
+        "b": {"summary": 0, "ts": 1},
+        "c": {"summary": 0, "ts": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (pa.table({"x": [1]}), "no 'task_id' column"),
+        (pa.table({"task_id": ["a"], "_commit": [1]}), "reserved column"),
+        (pa.table({"task_id": pa.array([None], pa.string())}), "null task_id"),
+        (pa.table({"task_id": ["a", "zz"]}), "not committed as done"),
+    ],
+)
+def test_task_row_counts_rejects_bad_tables(table: pa.Table, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        task_row_counts({"out": table}, ["a"])
+
+
+def test_scan_keeps_only_matching_task_and_commit(tmp_path: Path) -> None:
+    old, _ = write_shard(tmp_path, pa.table({"task_id": ["a", "b"], "v": [1, 2]}), 1)
+    new, _ = write_shard(tmp_path, pa.table({"task_id": ["a", "c"], "v": [10, 30]}), 2)
+    frame = scan_shards([old, new], [("a", 2), ("b", 1), ("c", 2)]).collect()
+    assert frame.columns == ["task_id", "v"]
+    assert sorted(frame.rows()) == [("a", 10), ("b", 2), ("c", 30)]
+
+
+def test_scan_tolerates_schema_drift_between_shards(tmp_path: Path) -> None:
+    first = pa.table({"task_id": ["a"], "beta": [0.5], "n": pa.array([1], pa.int64())})
+    second = pa.table({"task_id": ["b"], "n": [2.5], "gamma": ["x"]})
+    paths = [write_shard(tmp_path, first, 1)[0], write_shard(tmp_path, second, 2)[0]]
+    frame = scan_shards(paths, [("a", 1), ("b", 2)]).collect().sort("task_id")
+    assert frame.schema["n"] == pl.Float64
+    assert frame["n"].to_list() == [1.0, 2.5]
+    assert frame["beta"].to_list() == [0.5, None]
+    assert frame["gamma"].to_list() == [None, "x"]
+
+
+def test_scan_reads_dictionary_encoded_task_ids(tmp_path: Path) -> None:
+    table = pa.table({"task_id": pa.array(["a", "b"]).dictionary_encode(), "v": [1, 2]})
+    path, _ = write_shard(tmp_path, table, 3)
+    frame = scan_shards([path], [("b", 3)]).collect()
+    assert frame.rows() == [("b", 2)]
