@@ -188,6 +188,8 @@ def job_status(store: ResultStore, job_id: str) -> dict[str, Any]:
             hint=f"known jobs: {', '.join(known[-5:])}" if known else "the store has no jobs",
         )
     counts = store.ledger.counts(job_id)
+    # tasks are registered block by block as a run reaches them: unregistered ones are pending
+    counts["pending"] = record.total - sum(v for k, v in counts.items() if k != "pending")
 
     def stamp(value: Any) -> str | None:
         return value.isoformat(timespec="seconds") if value is not None else None

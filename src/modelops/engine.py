@@ -8,7 +8,6 @@ Parquet shard per output, then their status, in one ledger transaction.
 
 from __future__ import annotations
 
-import itertools
 import math
 import platform
 import socket
@@ -30,6 +29,7 @@ from modelops_contracts.task import bundle_digest
 
 __all__ = ["Progress", "RunOptions", "RunSummary", "run_job"]
 
+_BLOCK = 5000  # tasks registered and cache-checked per ledger round trip
 _SIGNALS = {-9: "SIGKILL", -11: "SIGSEGV", -6: "SIGABRT", -15: "SIGTERM", -7: "SIGBUS"}
 
 
@@ -96,11 +96,12 @@ class _Buffer:
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
     done: list[DoneTask] = field(default_factory=list)
     failed: list[FailedTask] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
     rows: int = 0
     since: float = field(default_factory=time.monotonic)
 
     def empty(self) -> bool:
-        return not (self.done or self.failed)
+        return not (self.done or self.failed or self.cached)
 
 
 class _ChunkSizer:
@@ -152,10 +153,14 @@ class _Run:
         self.attempts: dict[str, int] = {}
         self.in_flight: dict[int, tuple[list[TaskRow], float]] = {}
         self.packages: dict[str, str] = {}
+        self.warm_workers: set[str] = set()
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self.remaining = 0
-        self._rows: Iterator[TaskRow] = iter(())
+        self.started_backend = False
+        self._source: Iterator[TaskRow] = iter(())
+        self._ready: deque[TaskRow] = deque()
+        self._pulled = 0
         self._last_progress = 0.0
         self._last_cancel_check = 0.0
 
@@ -167,20 +172,31 @@ class _Run:
         job_file = self.store.job_dir(job.job_id) / "job.json"
         if not job_file.exists():
             self.store.write_job_file(job.job_id, job.to_json())
-        ledger.add_tasks(
-            job.job_id, ((r.task_id, r.param_id, r.replicate, r.seed) for r in job.task_rows())
-        )
         ledger.set_job_state(job.job_id, "running")
-        skip: set[str] = set()
+        self._source = job.task_rows()
+        self.remaining = self.progress.total
+
+    def _refill(self) -> bool:
+        """Register the next block of tasks and queue those not already done; False at the end.
+
+        Tasks are registered and checked against the store block by block, so every task row
+        is built once and a resumed million-task job never holds its done-set in memory.
+        """
+        block = list(islice(self._source, _BLOCK))
+        if not block:
+            return False
+        self._pulled += len(block)
+        job_id = self.job.job_id
+        self.ledger.add_tasks(job_id, ((r.task_id, r.param_id, r.replicate, r.seed) for r in block))
         if self.options.use_cache:
-            skip = ledger.done_task_ids(job.job_id)
-            elsewhere = ledger.cached_candidates(job.job_id)  # done in another job's run
-            if elsewhere:
-                self.store.commit(job.job_id, {}, [], [], cached=sorted(elsewhere))
-            skip |= elsewhere
-        self.progress.cached = len(skip)
-        self.remaining = self.progress.total - len(skip)
-        self._rows = (r for r in job.task_rows() if r.task_id not in skip)
+            here, elsewhere = self.ledger.classify_done(job_id, [r.task_id for r in block])
+            if here or elsewhere:
+                self.buffer.cached.extend(elsewhere)  # done in another job: recorded as cached
+                self.progress.cached += len(here) + len(elsewhere)
+                block = [r for r in block if r.task_id not in here and r.task_id not in elsewhere]
+        self._ready.extend(block)
+        self.remaining = self.progress.total - self._pulled + len(self._ready)
+        return True
 
     def _spec(self) -> dict[str, Any]:
         from modelops import __version__
@@ -206,7 +222,9 @@ class _Run:
     def loop(self) -> None:
         backend = self.backend
         while True:
-            while self.stop_reason is None and backend.free_slots() > 0:
+            while self.stop_reason is None and (
+                not self.started_backend or backend.free_slots() > 0
+            ):
                 rows = self._next_chunk()
                 if not rows:
                     break
@@ -230,17 +248,22 @@ class _Run:
         if self.retry:
             return self.retry.popleft()
         size = self.sizer.next_size(self.remaining, self.backend.workers)
-        rows = list(islice(self._rows, size))
+        while len(self._ready) < size and self._refill():
+            pass
+        ready = self._ready
+        rows = [ready.popleft() for _ in range(min(size, len(ready)))]
         # a chunk shares entrypoint, outputs and config; cut it where they change
         for i in range(1, len(rows)):
             if not _same_spec(rows[i], rows[0]):
-                self._rows = itertools.chain(rows[i:], self._rows)
+                ready.extendleft(reversed(rows[i:]))
                 rows = rows[:i]
                 break
         self.remaining -= len(rows)
         return rows
 
     def _submit(self, rows: list[TaskRow]) -> None:
+        if not self.started_backend:
+            self._start_backend()
         first = rows[0]
         spec = ChunkSpec(
             bundle_dir=self.backend.bundle_dir(),
@@ -256,10 +279,22 @@ class _Run:
         ticket = self.backend.submit_chunk(spec, task_timeout=self.options.task_timeout)
         self.in_flight[ticket] = (rows, time.monotonic())
 
+    def _start_backend(self) -> None:
+        zip_path = self.store.bundles_dir / f"{bundle_digest(self.job.bundle_ref)}.zip"
+        self.backend.start(
+            bundle_ref=self.job.bundle_ref,
+            bundle_zip=zip_path,
+            log_path=self.store.log_path(self.job.job_id),
+        )
+        self.started_backend = True
+
     # -- events ----------------------------------------------------------------------------
 
     def _handle(self, event: ChunkEvent) -> None:
-        rows, sent = self.in_flight.pop(event.ticket)
+        entry = self.in_flight.pop(event.ticket, None)
+        if entry is None:  # its chunk was dropped by stop() while handling this poll's events
+            return
+        rows, sent = entry
         if event.kind == "done":
             self._done(rows, event.value, time.monotonic() - sent)
         elif event.kind == "error":
@@ -297,7 +332,11 @@ class _Run:
         for output, table in result.tables.items():
             self.buffer.tables.setdefault(output, []).append(table)
             self.buffer.rows += table.num_rows
-        self.sizer.observe(durations, wall)
+        # A worker's first chunk also paid for its start-up and the model import: timing the
+        # round trip then would make tiny tasks look slow and shrink the next chunks to one task.
+        warm = result.worker in self.warm_workers
+        self.warm_workers.add(result.worker)
+        self.sizer.observe(durations, wall if warm else None)
 
     def _lost(self, rows: list[TaskRow], event: ChunkEvent, *, timed_out: bool) -> None:
         """A worker died or was killed for a timeout: charge the running task, re-run the rest."""
@@ -400,7 +439,7 @@ class _Run:
         if buffer.empty():
             return
         tables = {name: _concat(parts) for name, parts in buffer.tables.items()}
-        self.store.commit(self.job.job_id, tables, buffer.done, buffer.failed)
+        self.store.commit(self.job.job_id, tables, buffer.done, buffer.failed, buffer.cached)
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -417,12 +456,13 @@ class _Run:
 
     def finish(self, state: str | None = None) -> RunSummary:
         counts = self.ledger.counts(self.job.job_id)
+        finished = counts["done"] + counts["cached"] + counts["failed"] + counts["timeout"]
         if state is None:
             if self.stop_reason == "cancelled":
                 state = "cancelled"
             elif counts["failed"] or counts["timeout"]:
                 state = "failed"
-            elif counts["pending"]:
+            elif finished < self.progress.total:
                 state = "interrupted"
             else:
                 state = "completed"
@@ -465,17 +505,15 @@ def run_job(
 
     The caller holds the store's run lock and has stored the job's bundle. Ctrl-C stops the
     workers, commits what finished, marks the job interrupted and re-raises KeyboardInterrupt.
+    ``on_progress`` is called once the job is registered and running in the ledger (cached
+    tasks counted), then periodically, and once at the end of the loop.
     """
     run = _Run(job, store, backend, options or RunOptions(), on_progress)
     store.clean_orphans()
     run.prepare()
     try:
-        if run.remaining > 0:
-            zip_path = store.bundles_dir / f"{bundle_digest(job.bundle_ref)}.zip"
-            backend.start(
-                bundle_ref=job.bundle_ref, bundle_zip=zip_path, log_path=store.log_path(job.job_id)
-            )
-            run.loop()
+        run._report(time.monotonic(), force=True)
+        run.loop()
     except BaseException:  # Ctrl-C included: keep what finished, leave the job resumable
         backend.close(kill=True)
         run.commit()

@@ -45,8 +45,9 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
 from multiprocessing.connection import Connection, wait
 from multiprocessing.sharedctypes import RawArray
 from multiprocessing.util import Finalize
@@ -314,6 +315,31 @@ def _dispose(worker: _Worker) -> None:
     worker.conn.close()
 
 
+_MAIN_SPEC = ModuleSpec("__main__", None)
+
+
+@contextlib.contextmanager
+def _main_not_reimported(method: str) -> Iterator[None]:
+    """Keep spawn/forkserver workers from re-running the driver's main script.
+
+    multiprocessing re-imports ``__main__`` in such workers so that functions defined there can
+    be unpickled; the pool only runs functions from importable modules, so that import is pure
+    cost (the ``mops`` script would import the whole CLI in every worker) and it breaks scripts
+    without an ``if __name__ == "__main__":`` guard. A main module whose spec is named
+    ``__main__`` is one multiprocessing knows to leave alone.
+    """
+    main = sys.modules.get("__main__")
+    if method == "fork" or main is None:
+        yield
+        return
+    saved = main.__dict__.get("__spec__")
+    main.__spec__ = _MAIN_SPEC
+    try:
+        yield
+    finally:
+        main.__spec__ = saved
+
+
 class WorkerPool:
     """A fixed number of worker processes, one chunk in flight each, with events per chunk.
 
@@ -488,7 +514,8 @@ class WorkerPool:
         proc = self._ctx.Process(target=_worker_main, args=args, name="modelops-worker")
         started = time.monotonic()
         try:
-            proc.start()
+            with _main_not_reimported(self._method):
+                proc.start()
         except BaseException:
             ours.close()
             raise

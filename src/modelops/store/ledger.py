@@ -402,6 +402,24 @@ class Ledger:
             ).fetchall()
         return {row[0] for row in rows}
 
+    def classify_done(self, job_id: str, task_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+        """Split ``task_ids`` into those already done or cached in this job and those with
+        results elsewhere in the store (candidates to mark cached); the rest need running.
+
+        One query per call, so the engine can check a block of a huge job without holding the
+        job's whole done-set in memory.
+        """
+        with self._read() as conn:
+            key = self._job_key(conn, job_id)
+            rows = conn.execute(
+                "SELECT r.task_id, t.status FROM results AS r "
+                "LEFT JOIN tasks AS t ON t.job_key = ? AND t.task_id = r.task_id "
+                "WHERE r.task_id IN (SELECT value FROM json_each(?))",
+                (key, json.dumps(list(task_ids))),
+            ).fetchall()
+        here = {task_id for task_id, status in rows if status in ("done", "cached")}
+        return here, {task_id for task_id, _ in rows} - here
+
     def pending_tasks(self, job_id: str) -> Iterator[TaskRow]:
         """Pending ``(task_id, param_id, replicate, seed)`` in registration order.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import subprocess
 import sys
@@ -109,18 +108,10 @@ def test_unusable_ledger_is_refused(tmp_path: Path, kind: str) -> None:
         ResultStore(root)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_unwritable_root_is_refused(tmp_path: Path) -> None:
-    root = tmp_path / "store"
-    root.mkdir()
-    (root / "bundles").mkdir()
-    (root / "jobs").mkdir()
-    root.chmod(0o555)
-    try:
-        with pytest.raises(StoreError, match="not writable"):
-            ResultStore(root)
-    finally:
-        root.chmod(0o755)
+def test_unwritable_root_is_refused() -> None:
+    # /proc refuses new directories even to root, so this fails for every user
+    with pytest.raises(StoreError, match="modelops-store"):
+        ResultStore("/proc/modelops-store")
 
 
 def test_reopen_sees_the_same_data(tmp_path: Path, store: ResultStore) -> None:
