@@ -18,7 +18,11 @@ def test_importing_contracts_loads_no_heavy_libraries() -> None:
 
 def test_all_is_sorted_and_complete() -> None:
     names = modelops_contracts.__all__
+
     # isort-style order (ruff RUF022): CONSTANTS, then Classes, then functions
-    assert list(names) == sorted(names, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n))
+    def rank(name: str) -> tuple[int, str]:
+        return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+    assert list(names) == sorted(names, key=rank)
     for name in names:
         assert hasattr(modelops_contracts, name), name
