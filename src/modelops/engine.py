@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from modelops.runtime.chunk import ChunkResult, ChunkSpec, ChunkTask
+from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
 from modelops.services._base import ChunkBackend, ChunkEvent
 from modelops.store import DoneTask, FailedTask, ResultStore
 from modelops_contracts import SimJob, TaskRow

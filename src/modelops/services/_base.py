@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from modelops.runtime.chunk import ChunkSpec
+from modelops.runtime.spec import ChunkSpec
 
 __all__ = ["ChunkBackend", "ChunkEvent"]
 

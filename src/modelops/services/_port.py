@@ -12,15 +12,15 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from modelops.runtime.chunk import ChunkResult, ChunkSpec, ChunkTask
+from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
 from modelops.services._base import ChunkBackend, ChunkEvent
 from modelops_contracts import ErrorInfo, SimReturn, SimTask
 
 __all__ = ["ServicePort"]
 
-_Batch = tuple[list[SimTask], list["Future[SimReturn]"]]
+# tasks, their futures, and the bundle snapshot they run from (fixed when submitted)
+_Batch = tuple[list[SimTask], list["Future[SimReturn]"], str]
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -31,6 +31,8 @@ def _ipc(table: pa.Table) -> bytes:
 
 
 def _returns(tasks: list[SimTask], result: ChunkResult) -> list[SimReturn]:
+    import pyarrow.compute as pc
+
     out = []
     for task, outcome in zip(tasks, result.outcomes, strict=True):
         if not outcome.ok:
@@ -74,13 +76,14 @@ class ServicePort(ChunkBackend):
         if not tasks:
             return futures
         self.prepare_bundle(tasks[0].bundle_ref)
+        bundle_dir = self.bundle_dir()
         if not hasattr(self, "_port_queue"):
             self._port_queue = deque()
             self._port_tickets = {}
         size = max(1, -(-len(tasks) // self.workers))
         for start in range(0, len(tasks), size):
             self._port_queue.append(
-                (list(tasks[start : start + size]), futures[start : start + size])
+                (list(tasks[start : start + size]), futures[start : start + size], bundle_dir)
             )
         self._pump(0.0)
         return futures
@@ -93,9 +96,10 @@ class ServicePort(ChunkBackend):
 
     def _pump(self, timeout: float) -> None:
         while self._port_queue and self.free_slots() > 0:
-            tasks, futures = self._port_queue.popleft()
+            batch = self._port_queue.popleft()
+            tasks, _, bundle_dir = batch
             spec = ChunkSpec(
-                bundle_dir=self.bundle_dir(),
+                bundle_dir=bundle_dir,
                 entrypoint=tasks[0].entrypoint,
                 outputs=tasks[0].outputs,
                 config=tasks[0].config,
@@ -105,12 +109,12 @@ class ServicePort(ChunkBackend):
                 ],
             )
             ticket = self.submit_chunk(spec, task_timeout=None)
-            self._port_tickets[ticket] = (tasks, futures)
+            self._port_tickets[ticket] = batch
         for event in self.poll(timeout):
             self._settle(event)
 
     def _settle(self, event: ChunkEvent) -> None:
-        tasks, futures = self._port_tickets.pop(event.ticket)
+        tasks, futures, bundle_dir = self._port_tickets.pop(event.ticket)
         if event.kind == "done":
             for future, ret in zip(futures, _returns(tasks, event.value), strict=True):
                 future.set_result(ret)
@@ -131,4 +135,6 @@ class ServicePort(ChunkBackend):
         futures[pos].set_result(SimReturn(task_id=tasks[pos].task_id, error=info))
         rest = [i for i in range(len(tasks)) if i != pos]
         if rest:
-            self._port_queue.append(([tasks[i] for i in rest], [futures[i] for i in rest]))
+            self._port_queue.append(
+                ([tasks[i] for i in rest], [futures[i] for i in rest], bundle_dir)
+            )

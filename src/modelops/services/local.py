@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.bundle import BundleStore, digest_of, materialize
-from modelops.runtime.chunk import ChunkResult, ChunkSpec, run_chunk
+from modelops.runtime.spec import ChunkResult, ChunkSpec
 from modelops.services._base import ChunkEvent
 from modelops.services._pool import WorkerPool
 from modelops.services._port import ServicePort
@@ -41,6 +41,8 @@ def _redirect_output(log_path: str) -> None:
 
 
 def _run(spec: ChunkSpec, on_position: Any) -> ChunkResult:
+    from modelops.runtime.chunk import run_chunk  # preloaded in workers; the driver never needs it
+
     if spec.log_path is not None and spec.log_path != _log_target[0]:
         _redirect_output(spec.log_path)
     return run_chunk(spec, on_task_start=on_position)
