@@ -144,6 +144,9 @@ def run(
                     hint="run the same command again",
                 )
             summary = run_job(job, result_store, backend, options, on_progress=on_progress)
+    except BaseException:
+        result_store.close()  # no handle will own it
+        raise
     finally:
         backend.close(kill=True)
     return JobHandle(job.job_id, result_store, summary)
@@ -194,9 +197,12 @@ def job_status(store: ResultStore, job_id: str) -> dict[str, Any]:
     def stamp(value: Any) -> str | None:
         return value.isoformat(timespec="seconds") if value is not None else None
 
+    state = record.state
+    if state == "running" and not store.run_in_progress():
+        state = "interrupted"  # its run was killed before it could say so
     return {
         "job_id": job_id,
-        "state": record.state,
+        "state": state,
         "total": record.total,
         "counts": counts,
         "created_at": stamp(record.created_at),

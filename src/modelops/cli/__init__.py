@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from modelops.cli import _bundle, _files, _jobs  # noqa: F401  (registers commands)
-from modelops.cli._app import app
+from modelops.cli._app import app, run_app
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    raise SystemExit(run_app())

@@ -11,7 +11,15 @@ import typer
 
 from modelops_contracts.errors import ContractViolationError, ModelOpsError
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "app", "command", "fail"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "app",
+    "command",
+    "fail",
+    "run_app",
+]
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -51,3 +59,22 @@ def command(*args: Any, app: typer.Typer = app, **kwargs: Any) -> Callable[[F], 
         return fn
 
     return decorate
+
+
+def run_app(args: list[str] | None = None) -> int:
+    """Run ``mops`` and return its exit code.
+
+    Usage errors (an unknown option, ``--workers 0``) end like every other bad input: one
+    ``error:`` line on stderr and exit 2, not a multi-line usage box.
+    """
+    try:
+        code = app(args=args, standalone_mode=False)
+    except typer.TyperException as err:  # click's usage errors, as vendored by typer
+        if type(err).__name__ == "NoArgsIsHelpError":
+            return EXIT_BAD_INPUT  # the help text is already printed
+        ctx = getattr(err, "ctx", None)
+        see = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        return fail(err.format_message() + see).exit_code
+    except typer.Abort:
+        return fail("aborted", EXIT_INTERRUPTED).exit_code
+    return code if isinstance(code, int) else 0

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelops.cli._app import EXIT_FAILED, command, fail
+from modelops.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, command, fail
 
 StoreOption = Annotated[
     Path | None,
@@ -38,7 +38,16 @@ def run_command(
     job_id: Annotated[str | None, typer.Option("--job-id", help="Name the job.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run a study: every task not already in the store, on a local process pool."""
+    """Run a study: every task not already in the store, on a local process pool.
+
+    Exit 0 when every task succeeded, 1 when any failed or timed out, 2 on bad input, 130 when
+    stopped early by Ctrl-C or `mops cancel` (run the same command again to resume).
+    """
+    from modelops_contracts import SimulationStudy
+
+    # a bad study file fails at once: before the heavy imports, before any worker starts
+    spec = SimulationStudy.load(study)
+
     from modelops.api import compile_study, default_store, run
     from modelops.cli._progress import ProgressDisplay
     from modelops.services.local import LocalSimulationService
@@ -47,12 +56,10 @@ def run_command(
     backend = LocalSimulationService(workers)
     backend.warm_up()  # workers boot while the study compiles
     try:
-        job = compile_study(study, bundle, store=store_root, job_id=job_id)
+        job = compile_study(spec, bundle, store=store_root, job_id=job_id)
     except BaseException:
         backend.close(kill=True)
         raise
-    if not as_json:
-        typer.echo(f"job {job.job_id}: {job.task_count()} tasks", err=True)
     with ProgressDisplay(job.job_id, quiet=as_json) as progress:
         handle = run(
             job,
@@ -83,8 +90,10 @@ def run_command(
             typer.echo(f"read them with: mops results {summary.job_id} OUTPUT")
         if summary.failed or summary.timed_out:
             typer.echo(f"see failures with: mops failures {summary.job_id}")
-    if summary.state != "completed":
+    if summary.failed or summary.timed_out:
         raise typer.Exit(EXIT_FAILED)
+    if summary.state != "completed":  # stopped by `mops cancel`: resumable, like Ctrl-C
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @command("status")
@@ -135,13 +144,15 @@ def jobs_command(store: StoreOption = None) -> None:
         typer.echo("no jobs")
         return
     typer.echo(f"{'job':<24} {'state':<12} {'tasks':>8} {'done':>8} {'failed':>7}  created")
+    live = result_store.run_in_progress()
     for record in jobs:
+        state = "interrupted" if record.state == "running" and not live else record.state
         counts = result_store.ledger.counts(record.job_id)
         done = counts["done"] + counts["cached"]
         failed = counts["failed"] + counts["timeout"]
         created = record.created_at.isoformat(timespec="seconds")
         typer.echo(
-            f"{record.job_id:<24} {record.state:<12} {record.total:>8} {done:>8} {failed:>7}  "
+            f"{record.job_id:<24} {state:<12} {record.total:>8} {done:>8} {failed:>7}  "
             f"{created}"
         )
 

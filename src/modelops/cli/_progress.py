@@ -23,7 +23,11 @@ __all__ = ["ProgressDisplay"]
 
 
 class ProgressDisplay:
-    """Renders engine progress snapshots on stderr."""
+    """Renders engine progress snapshots on stderr.
+
+    Nothing is shown before the first snapshot, which the engine sends only once the store is
+    open and locked: a run that stops on bad input prints its one error line and nothing else.
+    """
 
     def __init__(self, job_id: str, *, quiet: bool = False) -> None:
         self.console = Console(stderr=True)
@@ -33,25 +37,35 @@ class ProgressDisplay:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._last_line = 0.0
+        self._started = False
 
     def __enter__(self) -> ProgressDisplay:
-        if self.live:
-            self._bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("cached {task.fields[cached]}  failed {task.fields[failed]}"),
-                TextColumn("{task.fields[rate]:.0f} tasks/s"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.job_id, total=None, cached=0, failed=0, rate=0.0)
         return self
 
+    def _start(self, total: int) -> None:
+        if self.quiet:
+            return
+        if not self.live:
+            print(f"job {self.job_id}: {total} tasks", file=sys.stderr, flush=True)
+            return
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("cached {task.fields[cached]}  failed {task.fields[failed]}"),
+            TextColumn("{task.fields[rate]:.0f} tasks/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(self.job_id, total=total, cached=0, failed=0, rate=0.0)
+
     def __call__(self, p: RunProgress) -> None:
+        if not self._started:
+            self._started = True
+            self._start(p.total)
         failed = p.failed + p.timed_out
         if self._bar is not None and self._task is not None:
             self._bar.update(

@@ -118,6 +118,22 @@ class ResultStore:
         finally:
             self._lock.release()
 
+    def run_in_progress(self) -> bool:
+        """True while some process (or this store object) holds the run lock.
+
+        A job the ledger says is ``running`` while nobody holds the lock was killed; readers use
+        this to report it as interrupted instead.
+        """
+        if self._lock.held:
+            return True
+        probe = RunLock(self._lock.path)
+        try:
+            probe.acquire()
+        except StoreError:
+            return True
+        probe.release()
+        return False
+
     def _writer(self) -> AbstractContextManager[None]:
         return nullcontext() if self._lock.held else self.run_lock()
 
