@@ -48,7 +48,11 @@ class JobSubmissionClient:
         self._active_jobs: dict[str, dict[str, Any]] = {}
 
     def submit_simjob(self, sim_job: SimJob) -> str:
-        """Start running ``sim_job`` (skipping tasks already done in the store); return its id."""
+        """Start running ``sim_job`` (skipping tasks already done in the store); return its id.
+
+        Returns once the job is registered in the store, so :meth:`status` and :meth:`cancel`
+        work at once; the tasks run in the background.
+        """
         if (
             sim_job.job_id in self._active_jobs
             and self._active_jobs[sim_job.job_id]["thread"].is_alive()
@@ -62,9 +66,12 @@ class JobSubmissionClient:
             store = ResultStore(self._store.root)  # sqlite connections stay in their thread
             try:
                 with store.run_lock():
-                    started.set()
                     backend = self._service or _default_service()
-                    entry["summary"] = run_job(sim_job, store, backend, self._options)
+                    # return from submit once the job is registered and running, so that
+                    # status() finds it and a cancel() is not cleared by the run starting
+                    entry["summary"] = run_job(
+                        sim_job, store, backend, self._options, on_progress=lambda _: started.set()
+                    )
             except BaseException as err:
                 entry["error"] = err
             finally:
@@ -91,15 +98,28 @@ class JobSubmissionClient:
 
     def status(self, job_id: str) -> dict[str, Any]:
         """State and counts of a job (any job in the store, not only this client's)."""
-        return job_status(ResultStore(self._store.root), job_id)
+        with ResultStore(self._store.root) as store:  # closed: polling must not leak handles
+            return job_status(store, job_id)
 
     def cancel(self, job_id: str) -> None:
         """Ask the job's run to stop; tasks already done stay done (re-submit to resume)."""
-        ResultStore(self._store.root).ledger.request_cancel(job_id)
+        with ResultStore(self._store.root) as store:
+            store.ledger.request_cancel(job_id)
 
     def results(self, job_id: str, output: str) -> pl.DataFrame:
         """All rows of one output of a job."""
-        return JobHandle(job_id, ResultStore(self._store.root)).results(output)
+        with ResultStore(self._store.root) as store:
+            return JobHandle(job_id, store).results(output)
+
+    def close(self) -> None:
+        """Release the client's store handle (running jobs keep their own)."""
+        self._store.close()
+
+    def __enter__(self) -> JobSubmissionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _entry(self, job_id: str) -> dict[str, Any]:
         if job_id not in self._active_jobs:

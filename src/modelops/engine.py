@@ -505,8 +505,8 @@ def run_job(
 
     The caller holds the store's run lock and has stored the job's bundle. Ctrl-C stops the
     workers, commits what finished, marks the job interrupted and re-raises KeyboardInterrupt.
-    ``on_progress`` is called once the job is registered and running in the ledger (cached
-    tasks counted), then periodically, and once at the end of the loop.
+    ``on_progress`` is called once the job is registered and running in the ledger (before any
+    task is sent), then periodically, and once at the end of the loop.
     """
     run = _Run(job, store, backend, options or RunOptions(), on_progress)
     store.clean_orphans()

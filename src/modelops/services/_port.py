@@ -30,9 +30,22 @@ def _ipc(table: pa.Table) -> bytes:
     return bytes(sink.getvalue())
 
 
-def _returns(tasks: list[SimTask], result: ChunkResult) -> list[SimReturn]:
-    import pyarrow.compute as pc
+def _rows_by_task(table: pa.Table) -> dict[str, pa.Table]:
+    """Each task's rows of one output table, found in one pass over the task ids.
 
+    Copied (``take``), not sliced: a slice would serialize differently depending on where the
+    task sat in its chunk, and the same task must give the same bytes wherever it ran.
+    """
+    table = table.combine_chunks()  # one chunk per column: take() then costs only its rows
+    positions: dict[str, list[int]] = {}
+    for row, task_id in enumerate(table.column("task_id").to_pylist()):
+        positions.setdefault(task_id, []).append(row)
+    return {task_id: table.take(rows) for task_id, rows in positions.items()}
+
+
+def _returns(tasks: list[SimTask], result: ChunkResult) -> list[SimReturn]:
+    # split each output once: filtering the whole table per task is quadratic in the chunk size
+    by_output = {name: _rows_by_task(table) for name, table in result.tables.items()}
     out = []
     for task, outcome in zip(tasks, result.outcomes, strict=True):
         if not outcome.ok:
@@ -45,7 +58,7 @@ def _returns(tasks: list[SimTask], result: ChunkResult) -> list[SimReturn]:
             out.append(SimReturn(task_id=task.task_id, error=error))
             continue
         tables = {
-            name: _ipc(table.filter(pc.equal(table["task_id"], task.task_id)))
+            name: _ipc(by_output[name].get(task.task_id, table.slice(0, 0)))
             for name, table in result.tables.items()
         }
         out.append(SimReturn(task_id=task.task_id, outputs=tables))
