@@ -152,8 +152,7 @@ def jobs_command(store: StoreOption = None) -> None:
         failed = counts["failed"] + counts["timeout"]
         created = record.created_at.isoformat(timespec="seconds")
         typer.echo(
-            f"{record.job_id:<24} {state:<12} {record.total:>8} {done:>8} {failed:>7}  "
-            f"{created}"
+            f"{record.job_id:<24} {state:<12} {record.total:>8} {done:>8} {failed:>7}  {created}"
         )
 
 
