@@ -11,7 +11,6 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -23,16 +22,20 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
     from pathlib import Path
 
+    import polars as pl
+
 __all__ = [
     "COMMIT_COLUMN",
     "TASK_COLUMN",
     "scan_shards",
+    "shard_commit",
     "shard_name",
     "task_row_counts",
     "write_shard",
 ]
 
 COMMIT_COLUMN = "_commit"
+COMMIT_METADATA = b"modelops.commit"
 TASK_COLUMN = "task_id"
 _COMPRESSION = "zstd"
 
@@ -77,8 +80,16 @@ def task_row_counts(tables: Mapping[str, pa.Table], done: Collection[str]) -> di
     return {task_id: template % tuple(c.get(task_id, 0) for c in counts) for task_id in done_set}
 
 
+def shard_commit(path: Path) -> int:
+    """The commit id a shard belongs to, from its name (see :func:`shard_name`)."""
+    return int(path.stem.removeprefix("part-"))
+
+
 def write_shard(directory: Path, table: pa.Table, commit_id: int) -> tuple[Path, int]:
-    """Write ``table`` plus the commit column as ``directory/part-<commit>.parquet``.
+    """Write ``table`` as ``directory/part-<commit>.parquet``.
+
+    The commit id lives in the file name (and the schema metadata) rather than in a column, so
+    writing builds no new Arrow arrays in the driver (pyarrow would import pandas to do that).
 
     The file is written under a temporary name, fsynced, then renamed into place; the caller
     fsyncs ``directory`` once all shards of the commit are in place. Returns the final path
@@ -89,9 +100,9 @@ def write_shard(directory: Path, table: pa.Table, commit_id: int) -> tuple[Path,
     """
     final = directory / shard_name(commit_id)
     tmp = temp_path(directory, final.name)
-    tagged = table.append_column(
-        COMMIT_COLUMN, pa.repeat(pa.scalar(commit_id, pa.int64()), table.num_rows)
-    )
+    metadata = dict(table.schema.metadata or {})
+    metadata[COMMIT_METADATA] = str(commit_id).encode()
+    tagged = table.replace_schema_metadata(metadata)
     try:
         with tmp.open("wb") as fh:
             pq.write_table(tagged, fh, compression=_COMPRESSION)
@@ -112,9 +123,16 @@ def scan_shards(paths: Sequence[Path], keys: Sequence[tuple[str, int]]) -> pl.La
     with polars' diagonal-relaxed concat, which fills missing columns with nulls and widens
     types. The commit column is dropped from the result.
     """
+    import polars as pl
+
     if not paths:
         raise StoreError("no shards to read")
-    frames = [pl.scan_parquet(path) for path in paths]
+    frames = [
+        pl.scan_parquet(path).with_columns(
+            pl.lit(shard_commit(path), pl.Int64).alias(COMMIT_COLUMN)
+        )
+        for path in paths
+    ]
     rows = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     wanted = pl.LazyFrame(
         {

@@ -12,7 +12,9 @@ import pytest
 
 from modelops.store.shards import (
     COMMIT_COLUMN,
+    COMMIT_METADATA,
     scan_shards,
+    shard_commit,
     shard_name,
     task_row_counts,
     write_shard,
@@ -20,14 +22,16 @@ from modelops.store.shards import (
 from modelops_contracts.errors import StoreError
 
 
-def test_write_shard_tags_rows_with_commit_and_uses_zstd(tmp_path: Path) -> None:
+def test_write_shard_records_its_commit_and_uses_zstd(tmp_path: Path) -> None:
     table = pa.table({"task_id": ["a", "a", "b"], "x": [1, 2, 3]})
     path, size = write_shard(tmp_path, table, 7)
     assert path == tmp_path / shard_name(7) == tmp_path / "part-000007.parquet"
     assert size == path.stat().st_size
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
     back = pq.read_table(path)
-    assert back.column(COMMIT_COLUMN).to_pylist() == [7, 7, 7]
+    assert shard_commit(path) == 7
+    assert back.schema.metadata[COMMIT_METADATA] == b"7"
+    assert COMMIT_COLUMN not in back.column_names
     assert back.column("x").to_pylist() == [1, 2, 3]
     meta = pq.ParquetFile(path).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
