@@ -36,9 +36,17 @@ def run_command(
     ] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task again.")] = False,
     job_id: Annotated[str | None, typer.Option("--job-id", help="Name the job.")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            envvar="MODELOPS_SCHEDULER",
+            help="Run on a Dask cluster: tcp://HOST:PORT, or 'local' for a LocalCluster.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run a study: every task not already in the store, on a local process pool.
+    """Run a study: every task not already in the store, on local processes or a Dask cluster.
 
     Exit 0 when every task succeeded, 1 when any failed or timed out, 2 on bad input, 130 when
     stopped early by Ctrl-C or `mops cancel` (run the same command again to resume).
@@ -50,17 +58,38 @@ def run_command(
 
     from modelops.api import compile_study, default_store, run
     from modelops.cli._progress import ProgressDisplay
-    from modelops.services.local import LocalSimulationService
+    from modelops.engine import Progress
+    from modelops.services._base import ChunkBackend
 
     store_root = store or default_store()
-    backend = LocalSimulationService(workers)
+    backend: ChunkBackend
+    if scheduler:
+        from modelops.services.dask import DaskSimulationService
+
+        local = scheduler == "local"
+        backend = DaskSimulationService(
+            None if local else scheduler, workers=workers if local else None, local=local
+        )
+    else:
+        from modelops.services.local import LocalSimulationService
+
+        backend = LocalSimulationService(workers)
     backend.warm_up()  # workers boot while the study compiles
     try:
         job = compile_study(spec, bundle, store=store_root, job_id=job_id)
     except BaseException:
         backend.close(kill=True)
         raise
-    with ProgressDisplay(job.job_id, quiet=as_json) as progress:
+    with ProgressDisplay(job.job_id, quiet=as_json) as display:
+        shown: list[str] = []
+
+        def progress(snapshot: Progress) -> None:
+            link = backend.dashboard_link  # known once a cluster is connected
+            if link and not shown and not as_json:
+                shown.append(link)
+                typer.echo(f"Dask dashboard: {link}", err=True)
+            display(snapshot)
+
         handle = run(
             job,
             bundle=bundle,

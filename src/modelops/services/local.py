@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 from modelops.bundle import BundleStore, digest_of, materialize
-from modelops.runtime.spec import ChunkResult, ChunkSpec
+from modelops.runtime.spec import ChunkSpec
 from modelops.services._base import ChunkEvent
 from modelops.services._pool import WorkerPool
 from modelops.services._port import ServicePort
+from modelops.services._worker import PRELOAD, init_worker, run_in_worker
 from modelops_contracts import BundleError
 
 __all__ = ["LocalSimulationService"]
-
-
-# pyarrow imports pandas (when installed) the first time it builds an array, which costs every
-# fresh worker ~0.5 s on its first chunk; import both once in the fork server instead.
-# The fork server skips modules that are not installed.
-_PRELOAD = ("modelops.runtime", "pandas")
-
-_log_target: list[str | None] = [None]
-
-
-def _init_worker() -> None:
-    """Worker initializer: Ctrl-C is the driver's business; it stops the workers itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _redirect_output(log_path: str) -> None:
-    """Whatever a model prints below Python (C code, subprocesses) goes to the job log."""
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    _log_target[0] = log_path
-
-
-def _run(spec: ChunkSpec, on_position: Any) -> ChunkResult:
-    from modelops.runtime.chunk import run_chunk  # preloaded in workers; the driver never needs it
-
-    if spec.log_path is not None and spec.log_path != _log_target[0]:
-        _redirect_output(spec.log_path)
-    return run_chunk(spec, on_task_start=on_position)
 
 
 class LocalSimulationService(ServicePort):
@@ -90,9 +59,9 @@ class LocalSimulationService(ServicePort):
     def _start_pool(self) -> None:
         pool = WorkerPool(
             self.workers,
-            initializer=_init_worker,
+            initializer=init_worker,
             context=self._context,
-            preload=_PRELOAD,
+            preload=PRELOAD,
         )
         with self._lock:
             if self._abandoned:  # closed while booting (e.g. every task was cached)
@@ -121,7 +90,7 @@ class LocalSimulationService(ServicePort):
     def submit_chunk(self, spec: ChunkSpec, *, task_timeout: float | None) -> int:
         if self._pool is None:
             raise RuntimeError("LocalSimulationService.start() was not called")
-        return self._pool.submit(_run, spec, task_timeout=task_timeout)
+        return self._pool.submit(run_in_worker, spec, task_timeout=task_timeout)
 
     def poll(self, timeout: float) -> list[ChunkEvent]:
         if self._pool is None:

@@ -1,0 +1,223 @@
+"""The worker side of the Dask backend: the bundle plugin and the function that runs a chunk.
+
+Imported inside Dask worker processes (by reference, when they unpickle the plugin and the chunk
+function), so it must not import the driver side. Each Dask worker thread runs its chunks in a
+child process of its own (a one-process :class:`~modelops.services._pool.WorkerPool`): a model
+that crashes, leaks or hangs takes down that child, never the Dask worker, and the pool already
+knows which task was running and enforces per-task timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import multiprocessing
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from distributed import WorkerPlugin, get_worker
+
+from modelops.bundle import digest_of, materialize
+from modelops.runtime.chunk import ChunkSpec
+from modelops.services._pool import WorkerPool
+from modelops.services._worker import PRELOAD, init_worker, run_in_worker
+
+if TYPE_CHECKING:
+    from distributed import Worker
+
+__all__ = ["BUNDLE_MARKER", "BundlePlugin", "ChunkOutcome", "abort_chunks", "run_chunk_on_worker"]
+
+BUNDLE_MARKER = "modelops-dask-bundle:"
+"""``ChunkSpec.bundle_dir`` prefix: the worker swaps ``<marker><digest>`` for its local copy."""
+
+_ABORT_CHECK = 0.25  # seconds between checks whether the driver asked to abort the chunk
+
+
+class ChunkOutcome(NamedTuple):
+    """What the chunk function returns: a chunk event without its ticket, plus the chunk's log."""
+
+    kind: str
+    value: Any
+    position: int | None
+    worker: str
+    exitcode: int | None
+    log: str
+
+
+@dataclasses.dataclass(eq=False)
+class _Child:
+    """One child process (a one-process pool), used by one Dask worker thread at a time."""
+
+    pool: WorkerPool
+    log_path: Path
+    bundle_dir: str | None = None
+    token: str | None = None
+    abort: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+_lock = threading.Condition()
+_idle: list[_Child] = []
+_busy: list[_Child] = []
+_starting = [0]  # children being started by the warm-up
+_bundles: dict[str, Path] = {}
+_children = itertools.count()
+
+
+class BundlePlugin(WorkerPlugin):
+    """Carries a bundle snapshot (zip bytes) to every worker, present and future.
+
+    ``setup`` extracts it once per worker into the worker's local directory, keyed by digest,
+    and starts the worker's child processes in the background; Dask runs it on the workers
+    registered now and on every worker that joins later.
+    """
+
+    def __init__(self, bundle_ref: str, data: bytes) -> None:
+        self.bundle_ref = bundle_ref
+        self.digest = digest_of(bundle_ref)
+        self.data = data
+
+    def setup(self, worker: Worker) -> None:
+        cache = Path(worker.local_directory) / "modelops" / "bundles"
+        path = materialize(self.bundle_ref, self.data, cache)
+        self.data = b""  # the scheduler keeps the bytes for later workers; this copy is spent
+        with _lock:
+            _bundles[self.digest] = path
+        directory = Path(worker.local_directory) / "modelops"
+        threading.Thread(
+            target=_warm_up, args=(directory, worker.state.nthreads), daemon=True
+        ).start()
+
+    def teardown(self, worker: Worker) -> None:
+        """Keep the extracted copy and the children: the next run on this worker uses them."""
+
+
+def _warm_up(directory: Path, nthreads: int) -> None:
+    """Start one child per worker thread now, rather than at each thread's first chunk."""
+    with _lock:
+        missing = nthreads - len(_idle) - len(_busy) - _starting[0]
+        _starting[0] += max(0, missing)
+    for _ in range(missing):
+        try:
+            child: _Child | None = _new_child(directory)
+        except Exception:  # the chunk that needs it starts its own and reports the error
+            child = None
+        with _lock:
+            _starting[0] -= 1
+            if child is not None:
+                _idle.append(child)
+            _lock.notify()
+
+
+def _new_child(directory: Path) -> _Child:
+    # Dask starts its workers as daemon processes, and multiprocessing forbids daemons to have
+    # children. Ours exit with the worker (they watch its pid), so lift the flag.
+    with contextlib.suppress(AssertionError):
+        multiprocessing.current_process().daemon = False
+    log_dir = directory / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return _Child(_new_pool(), log_dir / f"child-{next(_children)}.log")
+
+
+def _new_pool() -> WorkerPool:
+    return WorkerPool(1, initializer=init_worker, context="forkserver", preload=PRELOAD)
+
+
+def _acquire(token: str) -> _Child:
+    """An idle child process for the calling thread (a new one if none is idle)."""
+    with _lock:
+        while not _idle and _starting[0] > 0:  # the warm-up is starting one: wait for it
+            _lock.wait()
+        child = _idle.pop() if _idle else None
+    if child is None:
+        child = _new_child(Path(get_worker().local_directory) / "modelops")
+    child.token, child.abort = token, threading.Event()
+    with _lock:
+        _busy.append(child)
+    return child
+
+
+def _release(child: _Child, *, discard: bool) -> None:
+    """Give the child back, or kill it (the next chunk starts a fresh one)."""
+    child.token = None
+    with _lock:
+        _busy.remove(child)
+        if not discard:
+            _idle.append(child)
+    if discard:
+        child.pool.shutdown(kill=True)
+
+
+def _local_spec(spec: ChunkSpec, log_path: Path) -> ChunkSpec:
+    """The spec with this worker's bundle copy and a worker-local log file."""
+    bundle_dir = spec.bundle_dir
+    if bundle_dir.startswith(BUNDLE_MARKER):
+        digest = bundle_dir[len(BUNDLE_MARKER) :]
+        with _lock:
+            path = _bundles.get(digest)
+        if path is None:
+            raise RuntimeError(
+                f"bundle sha256:{digest} was never delivered to this worker "
+                "(its plugin is not registered)"
+            )
+        bundle_dir = str(path)
+    log = str(log_path) if spec.log_path is not None else None
+    return dataclasses.replace(spec, bundle_dir=bundle_dir, log_path=log)
+
+
+def _take_log(path: Path) -> str:
+    """Read and empty the chunk's worker-local log (the child appends to it)."""
+    try:
+        with open(path, "r+", encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+            handle.truncate(0)
+    except FileNotFoundError:
+        return ""
+    return text
+
+
+def run_chunk_on_worker(spec: ChunkSpec, task_timeout: float | None, token: str) -> ChunkOutcome:
+    """Run ``spec`` in a child process of this worker and say how it ended.
+
+    A crash or timeout of the child is an outcome (``died``/``timeout`` with the position of the
+    task it was running), not an exception: the Dask worker itself stays up, so Dask never
+    retries the chunk on another worker because of the model. ``token`` names the driver run, so
+    :func:`abort_chunks` can stop its chunks.
+    """
+    child = _acquire(token)
+    discard = True
+    try:
+        local = _local_spec(spec, child.log_path)
+        if child.bundle_dir not in (None, local.bundle_dir):
+            # a child keeps the models it loaded: another bundle gets a fresh process
+            child.pool.shutdown(kill=True)
+            child.pool = _new_pool()
+        child.bundle_dir = local.bundle_dir
+        child.pool.submit(run_in_worker, local, task_timeout=task_timeout)
+        while True:
+            events = child.pool.poll(_ABORT_CHECK)
+            if events:
+                break
+            if child.abort.is_set():
+                return ChunkOutcome("died", None, None, "", None, "")
+        log = _take_log(child.log_path) if local.log_path is not None else ""
+        discard = False
+    finally:
+        _release(child, discard=discard)
+    event = events[0]
+    value = tuple(event.value) if event.kind == "error" else event.value
+    return ChunkOutcome(event.kind, value, event.position, event.worker, event.exitcode, log)
+
+
+def abort_chunks(token: str) -> int:
+    """Ask every running chunk of the driver run ``token`` to stop (``Client.run`` target).
+
+    Dask cannot interrupt a running task; the chunk function sees the request within a fraction
+    of a second and kills its child process. Returns how many chunks were asked.
+    """
+    with _lock:
+        running = [child for child in _busy if child.token == token]
+    for child in running:
+        child.abort.set()
+    return len(running)

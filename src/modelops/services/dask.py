@@ -1,0 +1,439 @@
+"""Run tasks on a Dask cluster: the same jobs, store and cache as the local pool, on many machines.
+
+How the pieces of the backend contract are met on Dask:
+
+- **Bundle by digest, no shared filesystem.** :meth:`DaskSimulationService.start` registers a
+  ``WorkerPlugin`` holding the bundle's zip bytes. Dask sends it once to every worker, and to every
+  worker that joins later; its ``setup`` extracts the snapshot into the worker's local directory
+  under its digest. Chunks carry ``modelops-dask-bundle:<digest>`` as their bundle directory, and
+  the worker swaps that for its own copy.
+- **One chunk per Dask task, in a child process.** Each chunk is one future
+  (``client.submit(..., pure=False)`` with a unique key), at most one per worker thread in flight.
+  On the worker, the chunk runs in a child process owned by the worker thread (the local pool's
+  process machinery, one process per thread): the child records which task it is running, so a
+  model that segfaults, calls ``os._exit`` or is killed by the OOM killer yields a ``died`` event
+  with that task's position, and ``task_timeout`` kills the child (not the Dask worker) and
+  yields ``timeout`` with the position. The engine then charges that task and re-runs the rest,
+  so ``--retries`` alone decides when a task is FAILED.
+- **Lost workers.** A Dask worker process that dies (SIGKILL, a lost node) takes its chunk with
+  it; Dask reschedules that chunk on another worker (up to the scheduler's
+  ``distributed.scheduler.allowed-failures`` times), and as nothing of an unfinished chunk was
+  committed, its rows still arrive once. When Dask gives up (``KilledWorker``) the chunk is
+  reported ``died`` without a position, and the engine retries each of its tasks alone.
+- **Results** come back through futures' done-callbacks into a queue that :meth:`poll` drains;
+  finished chunks are gathered in one call and their futures released at once.
+- **Scheduler loss.** When the client loses the scheduler, Dask cancels every future; :meth:`poll`
+  then raises :class:`ClusterError`. The engine commits what finished and marks the job
+  interrupted, so running the same command against a new scheduler resumes it.
+
+Workers need ModelOps (and the model's own dependencies) installed; nothing else is assumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from modelops.bundle import BundleStore, digest_of
+from modelops.runtime.chunk import ChunkSpec
+from modelops.services._base import ChunkEvent
+from modelops.services._dask_worker import (
+    BUNDLE_MARKER,
+    BundlePlugin,
+    ChunkOutcome,
+    abort_chunks,
+    run_chunk_on_worker,
+)
+from modelops.services._port import ServicePort
+from modelops_contracts import BundleError, ModelOpsError
+
+# distributed's Client, Future and LocalCluster methods are mostly unannotated: they are held as
+# Any here rather than annotating every call.
+_Client: TypeAlias = Any
+_Future: TypeAlias = Any
+
+__all__ = ["ClusterError", "DaskSimulationService"]
+
+_REFRESH_SECONDS = 1.0  # how often free_slots asks the scheduler how many threads there are
+_CLOSE_TIMEOUT = 10.0
+
+
+class ClusterError(ModelOpsError):
+    """The Dask cluster cannot be reached or went away during a run."""
+
+
+class DaskSimulationService(ServicePort):
+    """Runs chunks of tasks on a Dask cluster; a chunk backend and a ``SimulationService``.
+
+    Args:
+        scheduler: address of a running scheduler, ``tcp://HOST:PORT`` (``"local"`` is the same
+            as ``local=True``).
+        workers: with ``local=True``, the number of single-threaded worker processes (default 2).
+            A remote cluster's size is set where its workers are started.
+        local: start a ``distributed.LocalCluster`` on this machine for the run and stop it at
+            :meth:`close`.
+        store: store root where the port methods find bundle snapshots (the engine passes the
+            snapshot itself through :meth:`start`).
+        connect_timeout: seconds to wait for the scheduler to answer.
+
+    Raises:
+        ValueError: neither or both of ``scheduler`` and ``local``, or ``workers`` without
+            ``local``.
+    """
+
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        *,
+        workers: int | None = None,
+        local: bool = False,
+        store: Path | str | None = None,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        if scheduler == "local":
+            scheduler, local = None, True
+        if (scheduler is None) != local:
+            raise ValueError("pass either a scheduler address or local=True")
+        if workers is not None and (not local or workers < 1):
+            raise ValueError("workers applies to local=True only and must be at least 1")
+        self._address = scheduler
+        self._local_workers = workers or 2
+        self.workers = self._local_workers if local else 1
+        self._store_root = Path(store) if store is not None else None
+        self._connect_timeout = connect_timeout
+        self._token = uuid.uuid4().hex[:16]
+        self._client: _Client | None = None
+        self._cluster: Any = None
+        self._connecting: threading.Thread | None = None
+        self._connect_error: BaseException | None = None
+        self._plugins: dict[str, str] = {}  # digest -> plugin name
+        self._digest: str | None = None
+        self._futures: dict[str, tuple[int, str | None, _Future]] = {}
+        self._done: queue.SimpleQueue[_Future] = queue.SimpleQueue()
+        self._tickets = 0
+        self._refreshed = 0.0
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Connect (or start the local cluster) in the background while the job compiles."""
+        if self._client is None and self._connecting is None:
+            self._connecting = threading.Thread(
+                target=self._connect_in_background, name="modelops-dask-connect", daemon=True
+            )
+            self._connecting.start()
+
+    def _connect_in_background(self) -> None:
+        try:
+            self._connect()
+        except BaseException as exc:  # re-raised by _ensure_client in the caller's thread
+            self._connect_error = exc
+
+    def _ensure_client(self) -> _Client:
+        if self._connecting is not None:
+            self._connecting.join()
+            self._connecting = None
+        if self._connect_error is not None:
+            error, self._connect_error = self._connect_error, None
+            raise error
+        if self._client is None:
+            self._connect()
+        assert self._client is not None
+        return self._client
+
+    def _connect(self) -> None:
+        from distributed import Client, LocalCluster
+
+        if self._address is None:
+            self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=self._local_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+            )
+            self._client = Client(self._cluster, set_as_default=False)  # type: ignore[no-untyped-call]
+        else:
+            try:
+                self._client = Client(  # type: ignore[no-untyped-call]
+                    self._address, timeout=self._connect_timeout, set_as_default=False
+                )
+            except (OSError, TimeoutError) as exc:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {self._address}: {exc}",
+                    hint="check the address, or start one with `dask scheduler`",
+                ) from exc
+        self._refresh_workers(force=True)
+
+    def _where(self) -> str:
+        if self._cluster is not None:
+            return f"the local Dask cluster at {self._cluster.scheduler_address}"
+        return f"the Dask scheduler at {self._address}"
+
+    def _lost(self, exc: BaseException | None = None) -> ClusterError:
+        hint = (
+            "the job is resumable: run the same command again with --scheduler local"
+            if self._cluster is not None
+            else "the job is resumable: start a scheduler and run the same command again "
+            "with --scheduler tcp://HOST:PORT"
+        )
+        error = ClusterError(f"lost {self._where()}", hint=hint)
+        if exc is not None:
+            error.__cause__ = exc
+        return error
+
+    def _connected_client(self) -> _Client:
+        client = self._ensure_client()
+        if client.status != "running":
+            raise self._lost()
+        return client
+
+    # -- ChunkBackend ---------------------------------------------------------------------------
+
+    def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
+        """Connect, then ship the bundle snapshot to every worker (and to later ones).
+
+        Raises:
+            ClusterError: the scheduler cannot be reached.
+            BundleError: the snapshot cannot be read or extracted on a worker.
+        """
+        client = self._connected_client()
+        digest = digest_of(bundle_ref)
+        if digest not in self._plugins:
+            try:
+                data = Path(bundle_zip).read_bytes()
+            except OSError as exc:
+                raise BundleError(f"cannot read bundle snapshot {bundle_zip}: {exc}") from exc
+            name = f"modelops-bundle-{digest[:16]}-{self._token}"
+            self._plugins[digest] = name  # unregistered at close(), even if setup failed
+            try:
+                client.register_plugin(BundlePlugin(bundle_ref, data), name=name)
+            except BundleError:
+                raise
+            except (OSError, TimeoutError) as exc:
+                raise self._lost(exc) from exc
+            except Exception as exc:
+                raise ClusterError(
+                    f"the Dask workers cannot take the bundle: {type(exc).__name__}: {exc}",
+                    hint="workers need modelops and the model's dependencies installed",
+                ) from exc
+        self._digest = digest
+        self._refresh_workers(force=True)
+
+    def bundle_dir(self) -> str:
+        if self._digest is None:
+            raise RuntimeError("DaskSimulationService.start() was not called")
+        return BUNDLE_MARKER + self._digest
+
+    def _refresh_workers(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._refreshed < _REFRESH_SECONDS:
+            return
+        client = self._client
+        if client is None or client.status != "running":
+            raise self._lost()
+        try:
+            threads = sum(client.nthreads().values())
+        except (OSError, TimeoutError) as exc:
+            raise self._lost(exc) from exc
+        self._refreshed = now
+        # with no worker yet (a batch system still starting them) one chunk waits on the scheduler
+        self.workers = max(1, threads)
+
+    def free_slots(self) -> int:
+        if self._client is None:
+            return 0
+        self._refresh_workers()
+        return max(0, self.workers - len(self._futures))
+
+    def submit_chunk(self, spec: ChunkSpec, *, task_timeout: float | None) -> int:
+        client = self._connected_client()
+        self._tickets += 1
+        key = f"modelops-chunk-{self._token}-{self._tickets}"
+        future = client.submit(
+            run_chunk_on_worker, spec, task_timeout, self._token, key=key, pure=False
+        )
+        self._futures[key] = (self._tickets, spec.log_path, future)
+        future.add_done_callback(self._done.put)
+        return self._tickets
+
+    def poll(self, timeout: float) -> list[ChunkEvent]:
+        """Events of the chunks that ended within ``timeout`` seconds.
+
+        Raises:
+            ClusterError: the scheduler went away; the chunks still in flight are lost.
+        """
+        if not self._futures:
+            return []
+        done: list[_Future] = []
+        try:
+            done.append(self._done.get(timeout=timeout))
+        except queue.Empty:
+            if self._client is not None and self._client.status != "running":
+                raise self._lost() from None
+            return []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                done.append(self._done.get_nowait())
+        done = [f for f in done if f.key in self._futures]  # skip futures of a closed run
+        return self._events(done)
+
+    def _events(self, done: list[_Future]) -> list[ChunkEvent]:
+        client = self._connected_client()
+        if any(f.status == "cancelled" for f in done) and client.status != "running":
+            raise self._lost()
+        finished = [f for f in done if f.status == "finished"]
+        try:
+            outcomes: list[Any] = client.gather(finished) if finished else []
+        except Exception as exc:  # a result holder died and its recomputation failed
+            if client.status != "running":
+                raise self._lost(exc) from exc
+            outcomes = [_outcome_or_error(f) for f in finished]
+        results = dict(zip([f.key for f in finished], outcomes, strict=True))
+        events = []
+        for future in done:
+            ticket, log_path, _ = self._futures.pop(future.key)
+            value = results.get(future.key)
+            if value is None:
+                value = _failed_outcome(future)
+            events.append(_to_event(ticket, value, log_path))
+            future.release()
+        return events
+
+    def close(self, *, kill: bool = False) -> None:
+        """Stop this run's chunks and plugins, disconnect, and stop the local cluster if any."""
+        if self._connecting is not None:
+            self._connecting.join()
+            self._connecting = None
+        client, self._client = self._client, None
+        cluster, self._cluster = self._cluster, None
+        futures = [f for _, _, f in self._futures.values()]
+        self._futures.clear()
+        self._done = queue.SimpleQueue()
+        plugins, self._plugins = self._plugins, {}
+        self._digest = None
+        if client is not None:
+            if client.status == "running":
+                with contextlib.suppress(Exception):
+                    if futures:
+                        client.cancel(futures, force=True)
+                        if kill:
+                            client.run(abort_chunks, self._token, on_error="ignore")
+                    for name in plugins.values():
+                        client.unregister_worker_plugin(name)
+            del futures
+            # after a lost scheduler, Dask logs the reconnection attempt that closing cancels;
+            # the run already raised ClusterError, which says it better
+            quiet = _quiet_client_logs() if client.status != "running" else contextlib.nullcontext()
+            with quiet, contextlib.suppress(Exception):
+                client.close(timeout=_CLOSE_TIMEOUT)
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=_CLOSE_TIMEOUT)
+
+    # -- SimulationService port --------------------------------------------------------------
+
+    def prepare_bundle(self, bundle_ref: str) -> None:
+        if self._digest == digest_of(bundle_ref):
+            return
+        if self._store_root is None:
+            raise BundleError(
+                "DaskSimulationService needs a store to find bundle snapshots",
+                hint="pass store=... or run the job with modelops.run()",
+            )
+        zip_path = BundleStore(self._store_root).path(bundle_ref)
+        self.start(bundle_ref=bundle_ref, bundle_zip=zip_path, log_path=None)
+
+    # -- display ------------------------------------------------------------------------------
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard's URL while connected (``None`` when the scheduler has none)."""
+        if self._connecting is not None:
+            self._connecting.join()
+        client = self._client
+        if client is None:
+            return None
+        try:
+            link = client.dashboard_link
+        except Exception:
+            return None
+        return str(link) if link else None
+
+    @property
+    def description(self) -> str:
+        if self._connecting is not None:
+            self._connecting.join()  # say where tasks will run, not where they might
+        client = self._client
+        address = self._address
+        if client is not None:
+            with contextlib.suppress(Exception):
+                address = client.scheduler.address
+        kind = "Dask LocalCluster" if self._address is None else "Dask cluster"
+        threads = f"{self.workers} worker thread{'s' if self.workers != 1 else ''}"
+        return f"{kind} {address or '(not started)'}, {threads}"
+
+    def __enter__(self) -> DaskSimulationService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _outcome_or_error(future: _Future) -> Any:
+    try:
+        return future.result()
+    except Exception:
+        return None
+
+
+def _failed_outcome(future: _Future) -> ChunkOutcome:
+    """The outcome of a future that did not return: Dask gave up on it, or it raised."""
+    from distributed import KilledWorker
+
+    if future.status == "cancelled":
+        return ChunkOutcome("died", None, None, "", None, "")
+    exc = future.exception()
+    if isinstance(exc, KilledWorker):
+        worker = getattr(exc.last_worker, "address", str(exc.last_worker))
+        return ChunkOutcome("died", None, None, str(worker), None, "")
+    text = "".join(traceback.format_exception(type(exc), exc, future.traceback()))
+    return ChunkOutcome("error", (type(exc).__name__, str(exc), text), None, "", None, "")
+
+
+def _to_event(ticket: int, outcome: ChunkOutcome, log_path: str | None) -> ChunkEvent:
+    if outcome.log and log_path is not None:
+        try:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(outcome.log)
+        except OSError:
+            pass  # the log is a convenience; losing it must not lose the chunk's results
+    kind = outcome.kind if outcome.kind in ("done", "error", "died", "timeout") else "error"
+    return ChunkEvent(
+        ticket,
+        kind,  # type: ignore[arg-type]
+        outcome.value,
+        outcome.position,
+        outcome.worker,
+        outcome.exitcode,
+    )
