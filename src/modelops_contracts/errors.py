@@ -9,7 +9,9 @@
         ├── StudyError               the study cannot be compiled or run as written
         ├── BundleError              the model code snapshot is missing, unsafe or unreadable
         ├── ModelError               the model cannot be imported or resolved
-        └── StoreError               the result store is unusable, locked or inconsistent
+        ├── StoreError               the result store is unusable, locked or inconsistent
+        └── ClusterError             (modelops.services.dask) the Dask scheduler is unreachable
+                                     or was lost; the job stays resumable
 
 Errors carry the context a user needs to fix the problem as keyword arguments; the CLI prints
 ``str(error)`` as a single line and exits with code 2.
