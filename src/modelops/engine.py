@@ -220,19 +220,15 @@ class _Run:
     # -- main loop -------------------------------------------------------------------------
 
     def loop(self) -> None:
-        backend = self.backend
         while True:
-            while self.stop_reason is None and (
-                not self.started_backend or backend.free_slots() > 0
-            ):
-                rows = self._next_chunk()
-                if not rows:
-                    break
-                self._submit(rows)
+            self._fill()
             if not self.in_flight:
                 break
-            for event in backend.poll(0.1):
+            events = self.backend.poll(0.1)
+            for event in events:
                 self._handle(event)
+            if events:
+                self._fill()  # workers get new chunks before the slow work below
             now = time.monotonic()
             if self._should_commit(now):
                 self.commit()
@@ -243,6 +239,16 @@ class _Run:
             self._report(now)
         self.commit()
         self._report(time.monotonic(), force=True)
+
+    def _fill(self) -> None:
+        """Give every free worker a chunk (one chunk in flight per worker)."""
+        while self.stop_reason is None and (
+            not self.started_backend or self.backend.free_slots() > 0
+        ):
+            rows = self._next_chunk()
+            if not rows:
+                return
+            self._submit(rows)
 
     def _next_chunk(self) -> list[TaskRow]:
         if self.retry:
