@@ -84,7 +84,7 @@ BUSY_TIMEOUT_MS = 30_000
 
 _PAGE = 10_000
 _BATCH = 50_000
-_CACHE_KIB = 64 * 1024  # page cache: large task registrations stay in memory
+_CACHE_KIB = 8 * 1024  # page cache; the OS caches the rest, and driver memory stays flat
 _TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 
 _SCHEMA = """
