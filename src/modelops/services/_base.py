@@ -34,8 +34,10 @@ class ChunkBackend(ABC):
     """Runs chunks of tasks on workers; what the engine drives.
 
     Contract:
-      * At most :meth:`free_slots` chunks may be submitted before the next :meth:`poll`; the
-        engine never holds more than one chunk per worker in flight, which bounds memory.
+      * At most :meth:`free_slots` chunks may be submitted before the next :meth:`poll`. A
+        backend allows a small fixed number of chunks per worker in flight (one for the local
+        pool; two on Dask, where a queued chunk hides the scheduler round trip), which bounds
+        the engine's memory by the window, never by the job.
       * Every submitted chunk produces exactly one :class:`ChunkEvent`, in completion order.
       * A worker that dies or times out is replaced; the backend never retries by itself (the
         engine decides, per task, from the event's ``position``).

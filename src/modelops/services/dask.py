@@ -70,6 +70,9 @@ class ClusterError(ModelOpsError):
     """The Dask cluster cannot be reached or went away during a run."""
 
 
+_CHUNKS_PER_THREAD = 2
+
+
 class DaskSimulationService(ServicePort):
     """Runs chunks of tasks on a Dask cluster; a chunk backend and a ``SimulationService``.
 
@@ -252,7 +255,9 @@ class DaskSimulationService(ServicePort):
         if self._client is None:
             return 0
         self._refresh_workers()
-        return max(0, self.workers - len(self._futures))
+        # a second chunk waits behind each running one, so a worker thread never idles for the
+        # driver's round trip through the scheduler; memory stays bounded at two per thread
+        return max(0, _CHUNKS_PER_THREAD * self.workers - len(self._futures))
 
     def submit_chunk(self, spec: ChunkSpec, *, task_timeout: float | None) -> int:
         client = self._connected_client()
