@@ -6,8 +6,9 @@ Names load lazily, so a worker importing :mod:`modelops_contracts.errors` pays f
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from modelops_contracts.entrypoint import (
@@ -117,11 +118,4 @@ __all__ = [
     "validate_scenario",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelops_contracts' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -23,9 +23,9 @@ from modelops_contracts.params import Scalar, UniqueParameterSet, _hash_canonica
 from modelops_contracts.seeds import replicate_seeds
 from modelops_contracts.task import (
     SEED_LIMIT,
+    ConfigField,
+    OutputsField,
     bundle_digest,
-    canonical_config,
-    normalize_outputs,
     validate_bundle_ref,
 )
 
@@ -95,8 +95,8 @@ class SimulationStudy(Contract):
     parameter_sets: list[dict[str, Any]] = Field(min_length=1)
     sampling_method: str = "manual"
     n_replicates: int = Field(default=1, strict=True, ge=1)
-    outputs: tuple[str, ...] | None = None
-    config: dict[str, Any] | None = None
+    outputs: OutputsField = None
+    config: ConfigField = None
     metadata: dict[str, Any] | None = None
 
     _counts: tuple[int, int] | None = PrivateAttr(default=None)
@@ -152,16 +152,6 @@ class SimulationStudy(Contract):
                 value=value,
             )
         return [_canonical_entry(i, entry) for i, entry in enumerate(value)]
-
-    @field_validator("outputs", mode="before")
-    @classmethod
-    def _check_outputs(cls, value: Any) -> tuple[str, ...] | None:
-        return normalize_outputs(value)
-
-    @field_validator("config", mode="before")
-    @classmethod
-    def _check_config(cls, value: Any) -> dict[str, Any] | None:
-        return canonical_config(value)
 
     # -- counts --------------------------------------------------------------------------------
 

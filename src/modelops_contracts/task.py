@@ -9,6 +9,7 @@ from hashlib import blake2b
 from typing import Annotated, Any
 
 from pydantic import (
+    BeforeValidator,
     Field,
     PlainSerializer,
     PlainValidator,
@@ -97,6 +98,13 @@ def canonical_config(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
         ) from None
     result: dict[str, Any] = json.loads(text)
     return result
+
+
+OutputsField = Annotated[tuple[str, ...] | None, BeforeValidator(normalize_outputs)]
+"""Requested outputs: None (all) or a sorted unique tuple of names."""
+
+ConfigField = Annotated[dict[str, Any] | None, BeforeValidator(canonical_config)]
+"""Model configuration: a JSON-compatible mapping, or None."""
 
 
 def _config_text(config: Mapping[str, Any] | None) -> str:
@@ -196,8 +204,8 @@ class SimTask(Contract):
     entrypoint: str
     params: ParamsField
     seed: int = Field(strict=True, ge=0, lt=SEED_LIMIT)
-    outputs: tuple[str, ...] | None = None
-    config: dict[str, Any] | None = None
+    outputs: OutputsField = None
+    config: ConfigField = None
 
     _task_id: str | None = PrivateAttr(default=None)
 
@@ -215,16 +223,6 @@ class SimTask(Contract):
             )
         parse_entrypoint(value)
         return value
-
-    @field_validator("outputs", mode="before")
-    @classmethod
-    def _check_outputs(cls, value: Any) -> tuple[str, ...] | None:
-        return normalize_outputs(value)
-
-    @field_validator("config", mode="before")
-    @classmethod
-    def _check_config(cls, value: Any) -> dict[str, Any] | None:
-        return canonical_config(value)
 
     @classmethod
     def from_components(

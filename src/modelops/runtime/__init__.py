@@ -7,8 +7,9 @@ driver can use :mod:`modelops.runtime.spec` without loading what runs models.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from modelops.runtime.chunk import run_chunk
@@ -59,11 +60,4 @@ __all__ = [
     "unload_bundles",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelops.runtime' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -9,8 +9,9 @@ Names load lazily so that importing the process pool in a worker stays cheap.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from modelops.services._base import ChunkBackend, ChunkEvent
@@ -36,11 +37,4 @@ __all__ = [
     "LocalSimulationService",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelops.services' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

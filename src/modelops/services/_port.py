@@ -6,16 +6,17 @@ Notebook users and :class:`~modelops.client.JobSubmissionClient`-style code get 
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
+from pathlib import Path
 
 import pyarrow as pa
 
+from modelops.bundle import BundleStore
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
 from modelops.services._base import ChunkBackend, ChunkEvent
-from modelops_contracts import ErrorInfo, SimReturn, SimTask
+from modelops_contracts import BundleError, ErrorInfo, SimReturn, SimTask
 
 __all__ = ["ServicePort"]
 
@@ -74,10 +75,27 @@ class ServicePort(ChunkBackend):
 
     _port_queue: deque[_Batch]
     _port_tickets: dict[int, _Batch]
+    _store_root: Path | None
 
-    @abstractmethod
+    def bundle_ready(self, bundle_ref: str) -> bool:
+        """True when the workers already import from the snapshot ``bundle_ref``."""
+        return False
+
     def prepare_bundle(self, bundle_ref: str) -> None:
-        """Make ``bundle_ref`` importable on the workers (port use, outside the engine)."""
+        """Make ``bundle_ref`` importable on the workers (port use, outside the engine).
+
+        Raises:
+            BundleError: the service has no store, or the store lacks the snapshot.
+        """
+        if self.bundle_ready(bundle_ref):
+            return
+        if self._store_root is None:
+            raise BundleError(
+                f"{type(self).__name__} needs a store to find bundle snapshots",
+                hint="pass store=... or run the job with modelops.run()",
+            )
+        zip_path = BundleStore(self._store_root).path(bundle_ref)
+        self.start(bundle_ref=bundle_ref, bundle_zip=zip_path, log_path=None)
 
     def submit(self, task: SimTask) -> Future[SimReturn]:
         """Schedule one task."""

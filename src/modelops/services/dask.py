@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from modelops.bundle import BundleStore, digest_of
+from modelops.bundle import digest_of
 from modelops.runtime.chunk import ChunkSpec
 from modelops.services._base import ChunkEvent
 from modelops.services._dask_worker import (
@@ -346,16 +346,8 @@ class DaskSimulationService(ServicePort):
 
     # -- SimulationService port --------------------------------------------------------------
 
-    def prepare_bundle(self, bundle_ref: str) -> None:
-        if self._digest == digest_of(bundle_ref):
-            return
-        if self._store_root is None:
-            raise BundleError(
-                "DaskSimulationService needs a store to find bundle snapshots",
-                hint="pass store=... or run the job with modelops.run()",
-            )
-        zip_path = BundleStore(self._store_root).path(bundle_ref)
-        self.start(bundle_ref=bundle_ref, bundle_zip=zip_path, log_path=None)
+    def bundle_ready(self, bundle_ref: str) -> bool:
+        return self._digest == digest_of(bundle_ref)
 
     # -- display ------------------------------------------------------------------------------
 

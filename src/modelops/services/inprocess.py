@@ -6,11 +6,10 @@ import socket
 from collections import deque
 from pathlib import Path
 
-from modelops.bundle import BundleStore, materialize
+from modelops.bundle import materialize
 from modelops.runtime.chunk import ChunkSpec, run_chunk
 from modelops.services._base import ChunkEvent
 from modelops.services._port import ServicePort
-from modelops_contracts import BundleError
 
 __all__ = ["InProcessSimulationService"]
 
@@ -56,15 +55,6 @@ class InProcessSimulationService(ServicePort):
 
     def close(self, *, kill: bool = False) -> None:
         self._queue.clear()
-
-    def prepare_bundle(self, bundle_ref: str) -> None:
-        if self._store_root is None:
-            raise BundleError(
-                "InProcessSimulationService needs a store to find bundle snapshots",
-                hint="pass store=...",
-            )
-        zip_path = BundleStore(self._store_root).path(bundle_ref)
-        self.start(bundle_ref=bundle_ref, bundle_zip=zip_path, log_path=None)
 
     @property
     def description(self) -> str:

@@ -6,13 +6,12 @@ import os
 import threading
 from pathlib import Path
 
-from modelops.bundle import BundleStore, digest_of, materialize
+from modelops.bundle import digest_of, materialize
 from modelops.runtime.spec import ChunkSpec
 from modelops.services._base import ChunkEvent
 from modelops.services._pool import WorkerPool
 from modelops.services._port import ServicePort
 from modelops.services._worker import PRELOAD, init_worker, run_in_worker
-from modelops_contracts import BundleError
 
 __all__ = ["LocalSimulationService"]
 
@@ -115,16 +114,8 @@ class LocalSimulationService(ServicePort):
             self._pool.shutdown(kill=kill)
             self._pool = None
 
-    def prepare_bundle(self, bundle_ref: str) -> None:
-        if self._bundle_dir is not None and Path(self._bundle_dir).name == digest_of(bundle_ref):
-            return
-        if self._store_root is None:
-            raise BundleError(
-                "LocalSimulationService needs a store to find bundle snapshots",
-                hint="pass store=... or run the job with modelops.run()",
-            )
-        zip_path = BundleStore(self._store_root).path(bundle_ref)
-        self.start(bundle_ref=bundle_ref, bundle_zip=zip_path, log_path=None)
+    def bundle_ready(self, bundle_ref: str) -> bool:
+        return self._bundle_dir is not None and Path(self._bundle_dir).name == digest_of(bundle_ref)
 
     @property
     def description(self) -> str:
