@@ -458,10 +458,6 @@ class WorkerPool:
             if events:
                 return events
 
-    def worker_start_times(self) -> list[float | None]:
-        """Seconds each current worker took from launch to ready (``None``: not ready yet)."""
-        return [w.ready_after for w in self._workers]
-
     def shutdown(self, *, kill: bool = False) -> None:
         """Stop all workers and close their pipes; safe to call more than once.
 

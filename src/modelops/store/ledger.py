@@ -391,17 +391,6 @@ class Ledger:
             ).fetchall()
         return {row[0] for row in rows}
 
-    def cached_candidates(self, job_id: str) -> set[str]:
-        """Task ids of the job, not done or cached here yet, that have results in the store."""
-        with self._read() as conn:
-            key = self._job_key(conn, job_id)
-            rows = conn.execute(
-                "SELECT t.task_id FROM tasks AS t JOIN results AS r ON r.task_id = t.task_id "
-                "WHERE t.job_key = ? AND t.status NOT IN ('done', 'cached')",
-                (key,),
-            ).fetchall()
-        return {row[0] for row in rows}
-
     def classify_done(self, job_id: str, task_ids: Sequence[str]) -> tuple[set[str], set[str]]:
         """Split ``task_ids`` into those already done or cached in this job and those with
         results elsewhere in the store (candidates to mark cached); the rest need running.
@@ -464,22 +453,6 @@ class Ledger:
                 (key, -1 if limit is None else limit),
             ).fetchall()
         return [FailureRecord(r[0], r[1], r[2], seed_from_sql(r[3]), *r[4:]) for r in rows]
-
-    def reset_for_rerun(self, job_id: str) -> int:
-        """Put failed and timed-out tasks back to pending, keeping attempts and last error.
-
-        Returns the number of tasks reset.
-        """
-        with self._write() as conn:
-            key = self._job_key(conn, job_id)
-            cur = conn.execute(
-                "UPDATE tasks SET status = 'pending' "
-                "WHERE job_key = ? AND status IN ('failed', 'timeout')",
-                (key,),
-            )
-            return cur.rowcount
-
-    # -- commits and results --------------------------------------------------------------
 
     def next_commit_id(self) -> int:
         """The id the next commit will get (the single writer calls it under the run lock)."""

@@ -266,7 +266,7 @@ def test_cross_job_cache(store: ResultStore) -> None:
     store.commit("a", {"ts": ts_table(a_tasks, value=1.0)}, done(a_tasks), [])
 
     shared = {t[0] for t in b_tasks[:2]}
-    assert store.ledger.cached_candidates("b") == shared
+    assert store.ledger.classify_done("b", [t[0] for t in b_tasks]) == (set(), shared)
     fresh = b_tasks[2:]
     store.commit("b", {"ts": ts_table(fresh, value=5.0)}, done(fresh), [], cached=sorted(shared))
 

@@ -175,7 +175,7 @@ def test_cancel_flag_seen_from_second_connection(tmp_path: Path, ledger: Ledger)
     assert ledger.cancel_requested("j") is False
 
 
-def test_counts_failures_and_reset_for_rerun(ledger: Ledger) -> None:
+def test_counts_and_failures_then_a_later_success(ledger: Ledger) -> None:
     ledger.create_job("j", total=6, spec={})
     tasks = rows(6)
     ledger.add_tasks("j", tasks)
@@ -200,15 +200,14 @@ def test_counts_failures_and_reset_for_rerun(ledger: Ledger) -> None:
     assert (first.attempts, first.duration, first.worker) == (2, 0.5, "w1")
     assert len(ledger.failures("j", limit=1)) == 1
 
-    assert ledger.reset_for_rerun("j") == 2
-    assert ledger.counts("j")["pending"] == 5
-    assert ledger.failures("j") == []
+    # a failed task that succeeds on a later run is done and no longer a failure
     ledger.record_commit(
         "j", 2, shards=[], done=[DoneTask(ids[1], attempts=1)], row_counts={}, failed=[], cached=[]
     )
     assert ledger.done_task_ids("j") == {ids[0], ids[1]}
+    assert [r.task_id for r in ledger.failures("j")] == [ids[2]]
     pending_ids = [t[0] for t in ledger.pending_tasks("j")]
-    assert ids[1] not in pending_ids and ids[2] in pending_ids
+    assert ids[1] not in pending_ids and ids[3] in pending_ids
 
 
 def test_attempts_accumulate_across_runs(tmp_path: Path, ledger: Ledger) -> None:
@@ -217,7 +216,6 @@ def test_attempts_accumulate_across_runs(tmp_path: Path, ledger: Ledger) -> None
     task_id = rows(1)[0][0]
     fail = FailedTask(task_id, "failed", "E", "m", attempts=3)
     ledger.record_commit("j", 1, shards=[], done=[], row_counts={}, failed=[fail], cached=[])
-    ledger.reset_for_rerun("j")
     fail = FailedTask(task_id, "failed", "E", "again", attempts=2)
     ledger.record_commit("j", 2, shards=[], done=[], row_counts={}, failed=[fail], cached=[])
     assert ledger.failures("j")[0].attempts == 5
@@ -242,7 +240,7 @@ def test_cached_requires_results_somewhere(ledger: Ledger) -> None:
         )
 
 
-def test_cached_candidates_across_jobs(ledger: Ledger) -> None:
+def test_classify_done_across_jobs(ledger: Ledger) -> None:
     ledger.create_job("a", total=4, spec={})
     ledger.add_tasks("a", rows(4))
     ledger.create_job("b", total=4, spec={})
@@ -250,11 +248,13 @@ def test_cached_candidates_across_jobs(ledger: Ledger) -> None:
     done = [DoneTask(t[0]) for t in rows(3)]
     ledger.record_commit("a", 1, shards=[], done=done, row_counts={}, failed=[], cached=[])
     shared = {t[0] for t in rows(1, start=2)}
-    assert ledger.cached_candidates("b") == shared
-    assert ledger.cached_candidates("a") == set()  # done here already
+    b_ids = [t[0] for t in rows(4, start=2)]
+    assert ledger.classify_done("b", b_ids) == (set(), shared)  # done in job a only
+    a_ids = [t[0] for t in rows(4)]
+    assert ledger.classify_done("a", a_ids) == ({t[0] for t in rows(3)}, set())
     ledger.record_commit("b", 2, shards=[], done=[], row_counts={}, failed=[], cached=list(shared))
     assert ledger.counts("b")["cached"] == 1
-    assert ledger.cached_candidates("b") == set()
+    assert ledger.classify_done("b", b_ids) == (shared, set())  # now cached here
     assert ledger.done_task_ids("b") == shared
 
 
