@@ -107,8 +107,8 @@ def run(
 
     ``study`` may also be a job from :func:`compile_study` (then ``job_id`` is ignored).
     Same study and same code give the same job id, so running again resumes the job and skips
-    every task already done in the store. Scripts that call this with the local process pool
-    need the usual ``if __name__ == "__main__":`` guard, as with multiprocessing and Dask.
+    every task already done in the store. The local pool's workers never re-run the calling
+    script, so no ``if __name__ == "__main__":`` guard is needed (a Dask LocalCluster needs one).
 
     Raises:
         ContractViolationError, BundleError, ModelError: bad input; nothing is written then.
