@@ -396,3 +396,22 @@ def test_results_parquet_round_trip(toy_bundle: ToyBundle, tmp_path: Path) -> No
     dest = tmp_path / "summary.parquet"
     assert handle.store.export_results(handle.job_id, "summary", dest) == 1
     assert pq.read_table(dest).column_names[:5] == [*KEYS, "x"]
+
+
+def test_a_script_without_main_guard_can_run_a_study(toy_bundle: ToyBundle, tmp_path: Path) -> None:
+    # spawn/forkserver workers would normally re-run the calling script; ours must not
+    study_file = tmp_path / "study.json"
+    study_file.write_text(toy_bundle.study("ok", xs=range(3), replicates=2).to_json())
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import modelops\n"
+        f"h = modelops.run({str(study_file)!r}, bundle={str(toy_bundle.path)!r}, "
+        f"store={str(toy_bundle.store)!r}, workers=2)\n"
+        "print('RESULT', h.summary.state, h.summary.succeeded)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("RESULT") == 1  # printed by the script once, never by a worker
+    assert "RESULT completed 6" in out.stdout
