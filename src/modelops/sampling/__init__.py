@@ -1,0 +1,33 @@
+"""Study design: parameter spaces and the samplers that turn them into studies.
+
+::
+
+    from modelops.sampling import ParameterSpace, lhs
+
+    study = lhs(ParameterSpace.from_model(SIR).with_fixed({"population": 10_000}), 16, seed=1)
+    study.to_yaml()  # a study file `mops run` takes as is
+"""
+
+from __future__ import annotations
+
+from modelops.sampling._samplers import (
+    MAX_SETS,
+    SAMPLERS,
+    SobolSampleSizeWarning,
+    grid,
+    lhs,
+    random,
+    sobol,
+)
+from modelops.sampling._space import ParameterSpace
+
+__all__ = [
+    "MAX_SETS",
+    "SAMPLERS",
+    "ParameterSpace",
+    "SobolSampleSizeWarning",
+    "grid",
+    "lhs",
+    "random",
+    "sobol",
+]
