@@ -193,8 +193,18 @@ def results_command(
         Path | None, typer.Option("-o", "--output-file", help="Write to FILE.parquet or FILE.csv.")
     ] = None,
     store: StoreOption = None,
+    aggregate: Annotated[
+        bool, typer.Option("--aggregate", help="Summarise over replicates per parameter set.")
+    ] = False,
+    by: Annotated[
+        list[str] | None, typer.Option("--by", help="Also group by COLUMN (with --aggregate).")
+    ] = None,
 ) -> None:
-    """List a job's outputs, print one, or write it to a Parquet or CSV file."""
+    """List a job's outputs, print one, or write it to a Parquet or CSV file.
+
+    With --aggregate: one row per parameter set (and --by value) with n, mean, std and
+    quantiles 0.05, 0.25, 0.5, 0.75, 0.95 of each numeric column.
+    """
     from modelops.api import job_status, open_existing_store
 
     result_store = open_existing_store(store)
@@ -205,6 +215,22 @@ def results_command(
             typer.echo("no outputs yet")
         for name, rows in outputs.items():
             typer.echo(f"{name}\t{rows} rows")
+        return
+    if aggregate or by:
+        from modelops.analysis import aggregate as aggregate_output
+
+        summary = aggregate_output(job, output, by or [], store=result_store)
+        if out_file is not None:
+            if out_file.suffix.lower() == ".csv":
+                summary.write_csv(out_file)
+            else:
+                summary.write_parquet(out_file)
+            typer.echo(f"wrote {summary.height} rows to {out_file}")
+            return
+        import polars as pl
+
+        with pl.Config(tbl_rows=20, tbl_cols=12, fmt_str_lengths=14):
+            typer.echo(str(summary))
         return
     if out_file is not None:
         rows = result_store.export_results(job, output, out_file)

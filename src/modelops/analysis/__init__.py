@@ -1,0 +1,42 @@
+"""Reading a job's results: replicate aggregation, targets and losses, plots and a report.
+
+- :func:`aggregate` summarises an output over replicates per parameter set.
+- :class:`Target` and :func:`load_targets` declare observed data; :func:`score` ranks the
+  parameter sets by their weighted loss against the targets.
+- :func:`plot_output`, :func:`plot_loss` draw PNG files; :func:`write_report` one HTML page.
+"""
+
+from __future__ import annotations
+
+from modelops.analysis._aggregate import DEFAULT_QUANTILES, aggregate
+from modelops.analysis._losses import (
+    BUILTIN_LOSSES,
+    binomial_nll,
+    mean_of_mse,
+    mse_of_mean,
+    poisson_nll,
+    resolve_loss,
+)
+from modelops.analysis._plots import plot_loss, plot_output
+from modelops.analysis._report import write_report
+from modelops.analysis._score import load_scores, score
+from modelops.analysis._targets import Target, load_targets, targets_from_dicts
+
+__all__ = [
+    "BUILTIN_LOSSES",
+    "DEFAULT_QUANTILES",
+    "Target",
+    "aggregate",
+    "binomial_nll",
+    "load_scores",
+    "load_targets",
+    "mean_of_mse",
+    "mse_of_mean",
+    "plot_loss",
+    "plot_output",
+    "poisson_nll",
+    "resolve_loss",
+    "score",
+    "targets_from_dicts",
+    "write_report",
+]

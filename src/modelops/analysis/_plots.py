@@ -1,0 +1,165 @@
+"""PNG plots drawn headless with matplotlib's Agg canvas (pyplot is never imported).
+
+- :func:`plot_output`: mean and 5-95% band of one output column against another, one line
+  per parameter set (the best ``best`` by loss when the job was scored), with the observed
+  data of a matching target overlaid.
+- :func:`plot_loss`: the total loss against each parameter, failed parameter sets marked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelops.analysis._aggregate import aggregate, job_parameters, resolve_job
+from modelops.analysis._score import load_scored_targets, load_scores
+from modelops.analysis._targets import Target
+from modelops_contracts import ContractViolationError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from modelops.api import JobHandle
+    from modelops.store import ResultStore
+
+__all__ = ["plot_loss", "plot_output"]
+
+_BAND = (0.05, 0.95)
+
+
+def plot_output(
+    job: JobHandle | str,
+    output: str,
+    x: str,
+    y: str,
+    path: Path | str,
+    *,
+    store: ResultStore | Path | str | None = None,
+    best: int = 5,
+    targets: Sequence[Target] | None = None,
+) -> Path:
+    """Draw ``y`` against ``x`` (mean and 5-95% band over replicates) and save it as PNG.
+
+    Without scores every parameter set is drawn; with scores (see :func:`score`) the ``best``
+    lowest-loss ones. Observed data is overlaid from a target on ``output`` whose value is
+    ``y`` (from ``targets``, or those the job was last scored against).
+
+    Raises:
+        ContractViolationError: ``x`` or ``y`` is not a column of ``output``.
+        StoreError: unknown job or output.
+    """
+    import polars as pl
+
+    result_store, job_id = resolve_job(job, store)
+    frame = aggregate(job_id, output, [x], store=result_store, quantiles=_BAND, columns=[y]).filter(
+        pl.col(x).is_not_null()
+    )
+    scores = load_scores(result_store, job_id)
+    chosen = (
+        scores["param_id"].head(best).to_list()
+        if scores is not None
+        else frame["param_id"].unique(maintain_order=True).to_list()
+    )
+    params = job_parameters(result_store, job_id)
+    figure = _figure()
+    axes = figure.add_subplot()
+    for rank, pid in enumerate(chosen):
+        rows = frame.filter(pl.col("param_id") == pid).sort(x)
+        if rows.is_empty():
+            continue
+        label = _label(params.get(pid, {}))
+        if scores is not None:
+            label = f"#{rank + 1} {label}"
+        xs = rows[x].to_numpy()
+        (line,) = axes.plot(xs, rows[f"{y}_mean"].to_numpy(), label=label, linewidth=1.5)
+        axes.fill_between(
+            xs,
+            rows[f"{y}_q05"].to_numpy(),
+            rows[f"{y}_q95"].to_numpy(),
+            color=line.get_color(),
+            alpha=0.2,
+            linewidth=0,
+        )
+    for target in targets if targets is not None else load_scored_targets(result_store, job_id):
+        if target.output == output and target.value == y and list(target.on) == [x]:
+            observed = target.read_observed().sort(x)
+            axes.scatter(
+                observed[x].to_numpy(),
+                observed[target.observed].to_numpy(),
+                s=10,
+                color="black",
+                zorder=3,
+                label=f"observed ({target.name})",
+            )
+    axes.set_xlabel(x)
+    axes.set_ylabel(y)
+    axes.set_title(f"{output}: {y} (mean and 5-95% band over replicates)")
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_loss(
+    job: JobHandle | str, path: Path | str, *, store: ResultStore | Path | str | None = None
+) -> Path:
+    """Draw the total loss against each numeric parameter (failed sets as crosses); save PNG.
+
+    Raises:
+        ContractViolationError: the job has not been scored.
+    """
+    result_store, job_id = resolve_job(job, store)
+    scores = load_scores(result_store, job_id)
+    if scores is None:
+        raise ContractViolationError(f"job {job_id} has no scores yet: run 'mops score' first")
+    names = [c for c in _parameter_names(result_store, job_id) if scores.schema[c].is_numeric()]
+    if not names:
+        raise ContractViolationError(f"job {job_id} has no numeric parameters to plot")
+    scored = scores.filter(scores["loss"].is_not_null())
+    figure = _figure(width=4.0 * len(names))
+    positive = bool(scored.height) and bool((scored["loss"] > 0).all())
+    for index, name in enumerate(names):
+        axes = figure.add_subplot(1, len(names), index + 1)
+        for failed, marker in ((False, "o"), (True, "x")):
+            part = scored.filter(scored["failed"] == failed)
+            if part.height:
+                axes.scatter(
+                    part[name].to_numpy(),
+                    part["loss"].to_numpy(),
+                    marker=marker,
+                    label="failed replicates" if failed else "complete",
+                )
+        if positive:
+            axes.set_yscale("log")
+        axes.set_xlabel(name)
+        axes.set_ylabel("loss" if index == 0 else "")
+    figure.axes[0].legend(fontsize="small")
+    figure.suptitle(f"job {job_id}: weighted loss against each parameter")
+    return _save(figure, path)
+
+
+def _parameter_names(store: ResultStore, job_id: str) -> list[str]:
+    names: dict[str, None] = {}
+    for values in job_parameters(store, job_id).values():
+        names.update(dict.fromkeys(k for k in values if k != "_tasks"))
+    return list(names)
+
+
+def _label(params: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in params.items()
+        if k != "_tasks"
+    )
+
+
+def _figure(width: float = 8.0) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(max(width, 6.0), 4.5), dpi=100, layout="constrained")
+
+
+def _save(figure: Figure, path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path

@@ -1,0 +1,158 @@
+"""Targets: observed data a model output is scored against, declared in a YAML or JSON file.
+
+A targets file looks like::
+
+    targets:
+      - name: cases              # unique, names the loss column
+        output: incidence        # model output
+        data: observed.csv       # CSV or Parquet, relative to the targets file
+        on: [day]                # join columns in both; [] for a one-row scalar target
+        value: new_cases         # simulated column
+        observed: cases          # observed column [default: value]
+        loss: poisson_nll        # built-in name or module:function [default: mse_of_mean]
+        weight: 1.0              # weight in the total [default: 1]
+        trials: tested           # observed column of trials (binomial_nll only)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelops.analysis._losses import resolve_loss
+from modelops_contracts import ContractViolationError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["Target", "load_targets", "targets_from_dicts"]
+
+_FIELDS = {"name", "output", "data", "on", "value", "observed", "loss", "weight", "trials"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model output compared with one observed data file through one loss."""
+
+    name: str
+    output: str
+    data: Path
+    on: tuple[str, ...]
+    value: str
+    observed: str
+    loss: str = "mse_of_mean"
+    weight: float = 1.0
+    trials: str | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict that :func:`targets_from_dicts` reads back."""
+        return {**asdict(self), "data": str(self.data), "on": list(self.on)}
+
+    def read_observed(self) -> pl.DataFrame:
+        """The observed data: the join columns, the observed column and trials, if any.
+
+        Raises:
+            ContractViolationError: the file cannot be read, lacks a column, or repeats a key.
+        """
+        import polars as pl
+
+        try:
+            if self.data.suffix.lower() in {".parquet", ".pq"}:
+                frame = pl.read_parquet(self.data)
+            else:
+                frame = pl.read_csv(self.data)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise ContractViolationError(
+                f"target {self.name!r}: cannot read {self.data}: {exc}"
+            ) from exc
+        wanted = [*self.on, self.observed, *([self.trials] if self.trials else [])]
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise ContractViolationError(
+                f"target {self.name!r}: {self.data.name} has no column(s) {', '.join(missing)}"
+            )
+        frame = frame.select(wanted)
+        if not self.on and frame.height != 1:
+            raise ContractViolationError(
+                f"target {self.name!r}: without 'on' columns the data must have one row"
+            )
+        if self.on and frame.select(self.on).is_duplicated().any():
+            raise ContractViolationError(
+                f"target {self.name!r}: {self.data.name} repeats a key of {list(self.on)}"
+            )
+        return frame
+
+
+def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) -> list[Target]:
+    """Targets from plain dicts (a file's ``targets:`` list); ``data`` is relative to ``base``.
+
+    Raises:
+        ContractViolationError: a field is missing, unknown or of the wrong type, a name
+            repeats, or the loss cannot be resolved.
+    """
+    targets: list[Target] = []
+    for index, item in enumerate(items):
+        where = f"target {item.get('name', index)!r}" if isinstance(item, Mapping) else ""
+        if not isinstance(item, Mapping):
+            raise ContractViolationError(f"target {index} must be a mapping, got {item!r}")
+        # YAML 1.1 reads a bare ``on:`` key as the boolean true
+        keys: dict[Any, Any] = dict(item)
+        item = {("on" if key is True else str(key)): value for key, value in keys.items()}
+        unknown = sorted(set(item) - _FIELDS)
+        if unknown:
+            raise ContractViolationError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        missing = [k for k in ("name", "output", "data", "on", "value") if k not in item]
+        if missing:
+            raise ContractViolationError(f"{where}: missing field(s) {', '.join(missing)}")
+        on = item["on"]
+        on = (on,) if isinstance(on, str) else tuple(str(c) for c in on)
+        loss = str(item.get("loss", "mse_of_mean"))
+        resolve_loss(loss)
+        if loss == "binomial_nll" and not item.get("trials"):
+            raise ContractViolationError(f"{where}: binomial_nll needs a 'trials' column")
+        try:
+            weight = float(item.get("weight", 1.0))
+        except (TypeError, ValueError):
+            raise ContractViolationError(f"{where}: weight must be a number") from None
+        data = Path(str(item["data"]))
+        targets.append(
+            Target(
+                name=str(item["name"]),
+                output=str(item["output"]),
+                data=data if data.is_absolute() else base / data,
+                on=on,
+                value=str(item["value"]),
+                observed=str(item.get("observed", item["value"])),
+                loss=loss,
+                weight=weight,
+                trials=str(item["trials"]) if item.get("trials") else None,
+            )
+        )
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise ContractViolationError(f"target names must be unique, got {names}")
+    return targets
+
+
+def load_targets(path: Path | str) -> list[Target]:
+    """Read the ``targets:`` list of a YAML or JSON file.
+
+    Raises:
+        ContractViolationError: the file is unreadable, has no ``targets:`` list, or a target
+            is invalid (see :func:`targets_from_dicts`).
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ContractViolationError(f"cannot read targets file {path}: {exc}") from exc
+    items = doc.get("targets") if isinstance(doc, Mapping) else None
+    if not isinstance(items, list) or not items:
+        raise ContractViolationError(f"{path} needs a non-empty 'targets:' list")
+    return targets_from_dicts(items, base=path.parent)

@@ -1,0 +1,101 @@
+"""Commands that read a job's results as a modeller would: score, plot, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelops.cli._app import command, fail
+from modelops.cli._jobs import StoreOption
+
+
+@command("score")
+def score_command(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    targets: Annotated[
+        Path | None,
+        typer.Option("--targets", help="Targets file [default: the targets last scored]."),
+    ] = None,
+    store: StoreOption = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Print the best N rows.")] = 20,
+) -> None:
+    """Score every parameter set against observed data; write and print the loss table."""
+    import polars as pl
+
+    from modelops.analysis import load_targets, score
+    from modelops.analysis._aggregate import resolve_job
+    from modelops.analysis._score import SCORES_FILE, load_scored_targets
+
+    result_store, job_id = resolve_job(job, store)
+    chosen = load_targets(targets) if targets else load_scored_targets(result_store, job_id)
+    if not chosen:
+        raise fail(f"job {job_id} has no targets yet: pass --targets FILE")
+    table = score(job_id, chosen, store=result_store)
+    with pl.Config(tbl_rows=top, tbl_cols=-1, fmt_str_lengths=14, tbl_width_chars=160):
+        typer.echo(str(table.drop("param_id").head(top)))
+    flagged = int(table["failed"].sum())
+    if flagged:
+        typer.echo(f"{flagged} parameter set(s) have failed replicates (failed = true)")
+    typer.echo(f"wrote {result_store.job_dir(job_id) / SCORES_FILE}")
+
+
+@command("plot")
+def plot_command(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    output: Annotated[str | None, typer.Argument(help="Output to draw.")] = None,
+    x: Annotated[str | None, typer.Option("--x", help="Column on the x axis.")] = None,
+    y: Annotated[str | None, typer.Option("--y", help="Column on the y axis.")] = None,
+    loss: Annotated[
+        bool, typer.Option("--loss", help="Draw the loss against each parameter.")
+    ] = False,
+    best: Annotated[
+        int, typer.Option("--best", min=1, help="Parameter sets to draw when scored.")
+    ] = 5,
+    targets: Annotated[
+        Path | None, typer.Option("--targets", help="Targets file for the observed overlay.")
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("-o", "--output-file", help="PNG file to write.")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Draw OUTPUT's --y against --x (mean and 5-95% band), or with --loss the loss plot."""
+    from modelops.analysis import load_targets, plot_loss, plot_output
+    from modelops.analysis._aggregate import resolve_job
+
+    result_store, job_id = resolve_job(job, store)
+    plots = result_store.job_dir(job_id) / "plots"
+    if loss:
+        if output is not None:
+            raise fail("give either OUTPUT with --x and --y, or --loss")
+        path = plot_loss(job_id, out_file or plots / "loss.png", store=result_store)
+    else:
+        if output is None or x is None or y is None:
+            raise fail("plot needs OUTPUT --x COLUMN --y COLUMN (or --loss)")
+        path = plot_output(
+            job_id,
+            output,
+            x,
+            y,
+            out_file or plots / f"{output}-{y}.png",
+            store=result_store,
+            best=best,
+            targets=load_targets(targets) if targets else None,
+        )
+    typer.echo(f"wrote {path}")
+
+
+@command("report")
+def report_command(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    out_file: Annotated[
+        Path | None, typer.Option("-o", "--output-file", help="HTML file to write.")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Write one self-contained HTML page: summary, counts, failures, losses, plots."""
+    from modelops.analysis import write_report
+
+    typer.echo(f"wrote {write_report(job, out_file, store=store)}")
