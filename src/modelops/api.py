@@ -57,8 +57,12 @@ def compile_study(
     *,
     store: Path | str | None = None,
     job_id: str | None = None,
+    base: Path | None = None,
 ) -> SimJob:
     """Bind a study to the model code in ``bundle`` and check it against the model.
+
+    ``base`` is where relative ``targets`` data paths point from (default: the study file's
+    directory, or the current directory for a study object).
 
     Writes nothing. Checks the scenario, every distinct parameter set and the requested outputs
     by importing the model in this process.
@@ -68,10 +72,16 @@ def compile_study(
         BundleError: the bundle directory is missing or unreadable.
         ModelError: the model cannot be imported or does not fit the study.
     """
+    if base is None:
+        base = Path(study).parent if isinstance(study, Path | str) else Path()
     study = _load_study(study)
     bundle_dir = Path(bundle)
     store_root = Path(store) if store is not None else default_store()
     job = study.to_simjob(compute_digest(bundle_dir, exclude=[store_root]), job_id)
+    if job.target_spec is not None:
+        # targets' data paths are relative to the study file: remember where that was
+        spec = {**job.target_spec, "base": str(base.resolve())}
+        job = SimJob._trusted(job.job_id, job.tasks, job.metadata, spec)  # type: ignore[arg-type]
     resolve_entrypoint(
         bundle_dir,
         job.tasks[0].entrypoint,

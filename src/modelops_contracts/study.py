@@ -87,7 +87,9 @@ class SimulationStudy(Contract):
     """A study: one model and scenario, many parameter sets, ``n_replicates`` seeds each.
 
     ``parameter_sets`` holds plain dicts; an entry ``{"params": {...}, "seed": N}`` asks for
-    exactly one task with that seed. Bind the study to a code bundle with :meth:`to_simjob`.
+    exactly one task with that seed. ``targets`` (observed data to score against, see
+    :mod:`modelops.analysis`) travel with the job as its ``target_spec`` and never change an id.
+    Bind the study to a code bundle with :meth:`to_simjob`.
     """
 
     model: str
@@ -98,6 +100,7 @@ class SimulationStudy(Contract):
     outputs: OutputsField = None
     config: ConfigField = None
     metadata: dict[str, Any] | None = None
+    targets: list[dict[str, Any]] | None = None
 
     _counts: tuple[int, int] | None = PrivateAttr(default=None)
 
@@ -153,6 +156,17 @@ class SimulationStudy(Contract):
             )
         return [_canonical_entry(i, entry) for i, entry in enumerate(value)]
 
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _yaml_on_key(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare ``on:`` key (a target's join columns) as the boolean true
+        if isinstance(value, list):
+            return [
+                {("on" if k is True else k): v for k, v in t.items()} if isinstance(t, dict) else t
+                for t in value
+            ]
+        return value
+
     # -- counts --------------------------------------------------------------------------------
 
     def parameter_count(self) -> int:
@@ -203,7 +217,8 @@ class SimulationStudy(Contract):
                 "n_replicates": self.n_replicates,
             },
         )
-        return SimJob._trusted(job_id, tasks, metadata)
+        target_spec = {"targets": self.targets} if self.targets else None
+        return SimJob._trusted(job_id, tasks, metadata, target_spec)
 
     def _groups(self) -> tuple[list[tuple[UniqueParameterSet, list[int]]], int]:
         """(parameter set, seeds) per distinct set in first-seen order, and how many merged."""

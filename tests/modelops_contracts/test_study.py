@@ -161,3 +161,13 @@ def test_missing_study_file(tmp_path: Path) -> None:
 def test_compiled_job_round_trips_through_its_file(bundle_ref: str) -> None:
     job = _study().to_simjob(bundle_ref)
     assert SimJob.from_json(job.to_json()) == job
+
+
+def test_targets_travel_with_the_job_and_never_change_its_id(bundle_ref: str) -> None:
+    targets = [{"name": "cases", "output": "incidence", "data": "observed.csv"}]
+    job = _study(targets=targets).to_simjob(bundle_ref)
+    assert job.target_spec == {"targets": targets}
+    assert job.job_id == _study().to_simjob(bundle_ref).job_id
+    assert _study().to_simjob(bundle_ref).target_spec is None
+    yaml_text = "model: m.M\nparameter_sets: [{x: 1}]\ntargets:\n  - {name: c, on: [day]}\n"
+    assert SimulationStudy.from_yaml(yaml_text).targets == [{"name": "c", "on": ["day"]}]

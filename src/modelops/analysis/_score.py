@@ -100,11 +100,15 @@ def load_scores(store: ResultStore, job_id: str) -> pl.DataFrame | None:
 
 
 def load_scored_targets(store: ResultStore, job_id: str) -> list[Target]:
-    """The targets the job was last scored against (empty when never scored)."""
+    """The targets the job was last scored against, else those its study declared, else []."""
     path = store.job_dir(job_id) / TARGETS_FILE
-    if not path.exists():
-        return []
-    return targets_from_dicts(json.loads(path.read_text(encoding="utf-8")))
+    if path.exists():
+        return targets_from_dicts(json.loads(path.read_text(encoding="utf-8")))
+    from modelops_contracts import SimJob
+
+    spec = SimJob.from_json(store.read_job_file(job_id)).target_spec or {}
+    declared = spec.get("targets") or []
+    return targets_from_dicts(declared, base=Path(spec.get("base", ".")))
 
 
 def _target_losses(store: ResultStore, job_id: str, target: Target) -> dict[str, tuple[float, int]]:

@@ -76,7 +76,7 @@ def run_command(
         backend = LocalSimulationService(workers)
     backend.warm_up()  # workers boot while the study compiles
     try:
-        job = compile_study(spec, bundle, store=store_root, job_id=job_id)
+        job = compile_study(spec, bundle, store=store_root, job_id=job_id, base=study.parent)
     except BaseException:
         backend.close(kill=True)
         raise

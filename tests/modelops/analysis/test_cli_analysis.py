@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -60,3 +61,35 @@ def test_report(scored_sir_job: SirJob, tmp_path: Path) -> None:
     assert code == 0, stderr
     assert f"wrote {page}" in stdout
     assert "data:image/png;base64," in page.read_text()
+
+
+def test_targets_declared_in_the_study_file_are_scored_without_flags(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.modelops.analysis.conftest import EXAMPLE
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copy(EXAMPLE / "sir_model.py", bundle)
+    studies = tmp_path / "studies"  # data paths are relative to the study file, not the cwd
+    studies.mkdir()
+    shutil.copy(EXAMPLE / "observed.csv", studies / "observed.csv")
+    study = studies / "study.yaml"
+    study.write_text(
+        "model: sir_model.SIR\n"
+        "n_replicates: 2\n"
+        "parameter_sets: [{beta: 0.3, gamma: 0.1}, {beta: 0.9, gamma: 0.05}]\n"
+        "targets:\n"
+        "  - {name: cases, output: incidence, data: observed.csv, on: [day],\n"
+        "     value: new_cases, observed: cases, loss: poisson_nll}\n"
+    )
+    store = tmp_path / "store"
+    ran = run_mops("run", study, "--bundle", bundle, "--store", store, "--workers", "2", "--json")
+    assert ran.code == 0, ran.stderr
+    job_id = json.loads(ran.stdout)["job_id"]
+    scored = run_mops("score", job_id, "--store", store)
+    assert scored.code == 0, scored.stderr
+    table = pl.read_parquet(store / "jobs" / job_id / "scores.parquet")
+    assert table.height == 2 and table["loss_cases"].null_count() == 0
+    best = table.sort("loss").row(0, named=True)
+    assert (best["beta"], best["gamma"]) == (0.3, 0.1)
