@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Literal
 
 from modelops.store._fs import TEMP_PREFIX, atomic_write_bytes, check_name, fsync_dir, make_dirs
 from modelops.store._lock import RunLock
-from modelops.store.ledger import Ledger, ShardRecord
+from modelops.store._records import ShardRecord
+from modelops.store.ledger import Ledger
 from modelops_contracts.errors import StoreError
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from modelops.store.ledger import DoneTask, FailedTask
+    from modelops.store._records import DoneTask, FailedTask
 
 __all__ = ["ResultStore"]
 

@@ -54,7 +54,6 @@ from modelops.store._records import (
     JobState,
     ShardRecord,
     TaskRow,
-    TaskStatus,
     seed_from_sql,
     seed_to_sql,
 )
@@ -63,21 +62,7 @@ from modelops_contracts.errors import StoreError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = [
-    "BUSY_TIMEOUT_MS",
-    "JOB_STATES",
-    "SCHEMA_VERSION",
-    "TASK_STATUSES",
-    "DoneTask",
-    "FailedTask",
-    "FailureRecord",
-    "JobRecord",
-    "JobState",
-    "Ledger",
-    "ShardRecord",
-    "TaskRow",
-    "TaskStatus",
-]
+__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "Ledger"]
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
