@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING
 
 from modelops._bundle_archive import hash_files, read_snapshot, write_snapshot
 from modelops._bundle_walk import list_files
+from modelops._fs import fsync_dir
 from modelops_contracts.errors import BundleError
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ class BundleStore:
             final = self.bundles_dir / f"{digest}.zip"
             if not final.exists():
                 tmp.replace(final)
-                _fsync_directory(self.bundles_dir)
+                fsync_dir(self.bundles_dir)
         except OSError as exc:
             raise BundleError(
                 f"cannot write bundle snapshot in {self.bundles_dir}: {exc}",
@@ -230,17 +231,3 @@ def _rename_into_place(staging: Path, target: Path) -> None:
 def _write_verified(out: IO[bytes], data: bytes, digest: str) -> str:
     out.write(data)
     return digest
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable where the platform allows fsyncing a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.api import JobHandle, job_status, open_store
-from modelops.bundle import BundleStore
-from modelops.engine import RunOptions, RunSummary, run_job
+from modelops.engine import Execution, RunOptions, RunSummary
 from modelops.services._base import ChunkBackend
 from modelops.store import ResultStore
-from modelops_contracts import BundleError, SimJob, StoreError
+from modelops_contracts import SimJob, StoreError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -22,9 +21,10 @@ __all__ = ["JobSubmissionClient"]
 class JobSubmissionClient:
     """Submits jobs to a simulation service and tracks them in a result store.
 
-    ``submit_simjob`` returns at once with the job id; the job runs in a background thread that
-    feeds ``sim_job.tasks`` to the service. The job's bundle must already be in the store, or be
-    given as ``bundle`` (a directory whose digest is the job's ``bundle_ref``).
+    ``submit_simjob`` returns once the job is registered, with its id; the job runs in a
+    background thread that feeds ``sim_job.tasks`` to the service. The job's bundle must already
+    be in the store, or be given as ``bundle`` (a directory whose digest is the job's
+    ``bundle_ref``; it is snapshotted into the store on every submission).
 
     Args:
         store: store root (default ``$MODELOPS_STORE`` or ``./.modelops``).
@@ -50,39 +50,47 @@ class JobSubmissionClient:
     def submit_simjob(self, sim_job: SimJob) -> str:
         """Start running ``sim_job`` (skipping tasks already done in the store); return its id.
 
-        Returns once the job is registered in the store, so :meth:`status` and :meth:`cancel`
-        work at once; the tasks run in the background.
+        Everything that can fail on bad input happens before this returns: the store's run
+        lock is taken, the bundle is stored and checked, and the job is registered as running,
+        so :meth:`status` and :meth:`cancel` work at once. The tasks run in the background.
+
+        Raises:
+            StoreError: the job is already running in this client, another run holds the
+                store, or the job id names a different job in the store.
+            BundleError: the job's bundle is neither in the store nor given as ``bundle``, or
+                the given code is not the job's.
         """
         if (
             sim_job.job_id in self._active_jobs
             and self._active_jobs[sim_job.job_id]["thread"].is_alive()
         ):
             raise StoreError(f"job {sim_job.job_id} is already running in this client")
-        self._ensure_bundle(sim_job.bundle_ref)
+        store = ResultStore(self._store.root)  # the run's own connection, closed by the run
+        try:
+            execution = Execution.begin(
+                sim_job,
+                store,
+                self._service or _default_service(),
+                bundle=self._bundle,
+                options=self._options,
+            )
+        except BaseException:
+            store.close()
+            raise
         entry: dict[str, Any] = {"summary": None, "error": None, "metadata": sim_job.metadata}
-        started = threading.Event()
 
         def target() -> None:
-            store = ResultStore(self._store.root)  # sqlite connections stay in their thread
             try:
-                with store.run_lock():
-                    backend = self._service or _default_service()
-                    # return from submit once the job is registered and running, so that
-                    # status() finds it and a cancel() is not cleared by the run starting
-                    entry["summary"] = run_job(
-                        sim_job, store, backend, self._options, on_progress=lambda _: started.set()
-                    )
+                entry["summary"] = execution.run()
             except BaseException as err:
                 entry["error"] = err
             finally:
-                started.set()
                 store.close()
 
         thread = threading.Thread(target=target, name=f"modelops-{sim_job.job_id}", daemon=True)
         entry["thread"] = thread
         self._active_jobs[sim_job.job_id] = entry
         thread.start()
-        started.wait()
         return sim_job.job_id
 
     def wait(self, job_id: str, timeout: float | None = None) -> RunSummary:
@@ -125,21 +133,6 @@ class JobSubmissionClient:
         if job_id not in self._active_jobs:
             raise StoreError(f"job {job_id} was not submitted by this client")
         return self._active_jobs[job_id]
-
-    def _ensure_bundle(self, bundle_ref: str) -> None:
-        bundles = BundleStore(self._store.root)
-        if bundles.has(bundle_ref):
-            return
-        if self._bundle is None:
-            raise BundleError(
-                f"bundle {bundle_ref} is not in store {self._store.root}",
-                hint="pass bundle=DIR to JobSubmissionClient",
-            )
-        ref = bundles.put(self._bundle)
-        if ref != bundle_ref:
-            raise BundleError(
-                f"the code in {self._bundle} has digest {ref}, not the job's {bundle_ref}"
-            )
 
 
 def _default_service() -> ChunkBackend:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from modelops_contracts._yaml import restore_on_key
     from modelops_contracts.entrypoint import (
         DEFAULT_SCENARIO,
         format_entrypoint,
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
     )
     from modelops_contracts.errors import (
         BundleError,
+        ClusterError,
         ContractViolationError,
         ModelError,
         ModelOpsError,
         StoreError,
         StudyError,
+        WorkerStartError,
     )
     from modelops_contracts.job import (
         FORMAT_VERSION,
@@ -33,12 +36,7 @@ if TYPE_CHECKING:
         validate_job_id,
     )
     from modelops_contracts.params import UniqueParameterSet, canonical_params, make_param_id
-    from modelops_contracts.ports import (
-        BundleRepository,
-        ExecutionEnvironment,
-        Future,
-        SimulationService,
-    )
+    from modelops_contracts.ports import Future, SimulationService
     from modelops_contracts.results import ErrorInfo, SimReturn, TrialResult, TrialStatus
     from modelops_contracts.seeds import replicate_seed, replicate_seeds
     from modelops_contracts.study import DuplicateParameterSetWarning, SimulationStudy
@@ -46,12 +44,11 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "BundleError": "modelops_contracts.errors",
-    "BundleRepository": "modelops_contracts.ports",
+    "ClusterError": "modelops_contracts.errors",
     "ContractViolationError": "modelops_contracts.errors",
     "DEFAULT_SCENARIO": "modelops_contracts.entrypoint",
     "DuplicateParameterSetWarning": "modelops_contracts.study",
     "ErrorInfo": "modelops_contracts.results",
-    "ExecutionEnvironment": "modelops_contracts.ports",
     "FORMAT_VERSION": "modelops_contracts.job",
     "Future": "modelops_contracts.ports",
     "GroupedTasks": "modelops_contracts.job",
@@ -69,6 +66,7 @@ _EXPORTS = {
     "TrialResult": "modelops_contracts.results",
     "TrialStatus": "modelops_contracts.results",
     "UniqueParameterSet": "modelops_contracts.params",
+    "WorkerStartError": "modelops_contracts.errors",
     "bundle_digest": "modelops_contracts.task",
     "canonical_params": "modelops_contracts.params",
     "format_entrypoint": "modelops_contracts.entrypoint",
@@ -76,6 +74,7 @@ _EXPORTS = {
     "parse_entrypoint": "modelops_contracts.entrypoint",
     "replicate_seed": "modelops_contracts.seeds",
     "replicate_seeds": "modelops_contracts.seeds",
+    "restore_on_key": "modelops_contracts._yaml",
     "validate_bundle_ref": "modelops_contracts.task",
     "validate_job_id": "modelops_contracts.job",
     "validate_scenario": "modelops_contracts.entrypoint",
@@ -85,11 +84,10 @@ __all__ = [
     "DEFAULT_SCENARIO",
     "FORMAT_VERSION",
     "BundleError",
-    "BundleRepository",
+    "ClusterError",
     "ContractViolationError",
     "DuplicateParameterSetWarning",
     "ErrorInfo",
-    "ExecutionEnvironment",
     "Future",
     "GroupedTasks",
     "ModelError",
@@ -106,6 +104,7 @@ __all__ = [
     "TrialResult",
     "TrialStatus",
     "UniqueParameterSet",
+    "WorkerStartError",
     "bundle_digest",
     "canonical_params",
     "format_entrypoint",
@@ -113,6 +112,7 @@ __all__ = [
     "parse_entrypoint",
     "replicate_seed",
     "replicate_seeds",
+    "restore_on_key",
     "validate_bundle_ref",
     "validate_job_id",
     "validate_scenario",

@@ -10,8 +10,10 @@
         ├── BundleError              the model code snapshot is missing, unsafe or unreadable
         ├── ModelError               the model cannot be imported or resolved
         ├── StoreError               the result store is unusable, locked or inconsistent
-        └── ClusterError             (modelops.services.dask) the Dask scheduler is unreachable
-                                     or was lost; the job stays resumable
+        ├── WorkerStartError         worker processes cannot start (their initializer fails,
+        │                            or they keep dying before they are ready)
+        └── ClusterError             the Dask scheduler is unreachable or was lost; the job
+                                     stays resumable
 
 Errors carry the context a user needs to fix the problem as keyword arguments; the CLI prints
 ``str(error)`` as a single line and exits with code 2.
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 __all__ = [
     "BundleError",
+    "ClusterError",
     "ContractViolationError",
     "ModelError",
     "ModelOpsError",
     "StoreError",
     "StudyError",
+    "WorkerStartError",
 ]
 
 
@@ -66,3 +70,18 @@ class ModelError(ModelOpsError):
 
 class StoreError(ModelOpsError):
     """The result store is unusable, locked by another run, or inconsistent."""
+
+
+class WorkerStartError(ModelOpsError):
+    """Workers cannot start: every worker runs the same start-up, so no task can run.
+
+    ``remote`` holds the worker-side exception (type name, message, traceback) when there is one.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, remote: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.remote = remote
+
+
+class ClusterError(ModelOpsError):
+    """The Dask cluster cannot be reached or went away during a run; the job stays resumable."""

@@ -4,6 +4,9 @@ Replicates are the tasks that share a ``param_id``; a task's *replicate index* i
 among them, in job order. Jobs compiled from a study keep their tasks in a compact grouped form
 (:class:`GroupedTasks`: one parameter set, many seeds) so a million-task job costs little memory;
 ``job.tasks`` still reads as a sequence of :class:`SimTask`.
+
+This module is the object model; the file format (both encodings, the JSON Schema) lives in
+:mod:`modelops_contracts._job_format`, which knows nothing of :class:`SimJob`.
 """
 
 from __future__ import annotations
@@ -13,15 +16,25 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NotRequired, overload
+from hashlib import blake2b
+from typing import Any, overload
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from typing_extensions import TypedDict
-
-from modelops_contracts._base import translate_validation_error
+from modelops_contracts._job_format import FORMAT_VERSION as FORMAT_VERSION
+from modelops_contracts._job_format import GROUPED_THRESHOLD as GROUPED_THRESHOLD
+from modelops_contracts._job_format import (
+    Encoding,
+    JobParts,
+    TaskGroups,
+    decode_job,
+    dump_job_json,
+    encode_job,
+    wants_grouped,
+)
+from modelops_contracts._job_format import job_json_schema as job_json_schema
 from modelops_contracts.errors import ContractViolationError
+from modelops_contracts.legacy import flatten_batches, read_legacy_job
 from modelops_contracts.params import Scalar, UniqueParameterSet
-from modelops_contracts.task import SimTask, TaskIdFactory, validate_bundle_ref
+from modelops_contracts.task import SimTask, TaskIdFactory, bundle_digest, validate_bundle_ref
 
 __all__ = [
     "FORMAT_VERSION",
@@ -31,8 +44,6 @@ __all__ = [
     "validate_job_id",
 ]
 
-FORMAT_VERSION = 2
-GROUPED_THRESHOLD = 10_000
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 
 
@@ -167,13 +178,11 @@ class SimJob:
         batches: Iterable[Any] | None = None,
     ) -> None:
         if batches is not None:
-            from modelops_contracts.legacy import flatten_batches
-
             if tasks is not None:
                 raise ContractViolationError(
                     "give either tasks or batches, not both", field="batches", value=None
                 )
-            tasks = flatten_batches(batches, stacklevel=3)
+            tasks = flatten_batches(batches, stacklevel=2)
         if tasks is None:
             raise ContractViolationError("a SimJob needs tasks", field="tasks", value=None)
         seq: Sequence[SimTask] = tasks if isinstance(tasks, GroupedTasks) else tuple(tasks)
@@ -240,9 +249,39 @@ class SimJob:
 
     def parameter_count(self) -> int:
         """Number of distinct parameter sets."""
+        return len(self.parameter_sets())
+
+    def parameter_sets(self) -> dict[str, UniqueParameterSet]:
+        """The job's distinct parameter sets by param_id, in the order they first appear.
+
+        This is the parameter view readers need (analysis, scoring, plots): it does not depend
+        on how the job file encodes its tasks.
+        """
         if isinstance(self.tasks, GroupedTasks):
-            return len({params.param_id for params, _ in self.tasks.groups})
-        return len({task.params.param_id for task in self.tasks})
+            return {params.param_id: params for params, _ in self.tasks.groups}
+        sets: dict[str, UniqueParameterSet] = {}
+        for task in self.tasks:
+            sets.setdefault(task.params.param_id, task.params)
+        return sets
+
+    def replicate_counts(self) -> dict[str, int]:
+        """How many tasks (replicates) the job holds for each param_id, in job order."""
+        counts: dict[str, int] = {}
+        if isinstance(self.tasks, GroupedTasks):
+            for params, seeds in self.tasks.groups:
+                counts[params.param_id] = counts.get(params.param_id, 0) + len(seeds)
+            return counts
+        for task in self.tasks:
+            pid = task.params.param_id
+            counts[pid] = counts.get(pid, 0) + 1
+        return counts
+
+    def parameter_names(self) -> list[str]:
+        """Every parameter name used by some set, in first-seen order."""
+        names: dict[str, None] = {}
+        for params in self.parameter_sets().values():
+            names.update(dict.fromkeys(params.params))
+        return list(names)
 
     def task_rows(self) -> Iterator[TaskRow]:
         """One :class:`TaskRow` per task in job order (the engine's cheap view)."""
@@ -264,6 +303,19 @@ class SimJob:
                 task.outputs,
                 task.config,
             )
+
+    def content_digest(self) -> str:
+        """16 hex chars (64-bit BLAKE2b) naming the job's content: its bundle and its tasks.
+
+        ``job_id``, ``metadata`` and ``target_spec`` do not count. Tasks that share entrypoint,
+        outputs and config, parameter sets kept together (every job compiled from a study), hash
+        the bundle digest, entrypoint, outputs and config, then each parameter set's param_id and
+        seeds in order: the hash :meth:`SimulationStudy.to_simjob` takes the default job id from
+        (``"job-" + content_digest()``), whichever encoding the job was read from. Any other job
+        hashes its bundle digest and its ordered task_ids. The store uses it to refuse a job id
+        reused for different content.
+        """
+        return _content_digest(self.tasks)
 
     def validate(self) -> None:
         """Check the job: safe job_id, at least one task, one bundle, unique task ids.
@@ -322,53 +374,46 @@ class SimJob:
 
     # -- serialization -------------------------------------------------------------------------
 
-    def to_dict(self, *, encoding: Literal["auto", "tasks", "grouped"] = "auto") -> dict[str, Any]:
+    def to_dict(self, *, encoding: Encoding = "auto") -> dict[str, Any]:
         """The current file format as a JSON-compatible dict.
 
         ``encoding="grouped"`` writes one record per parameter set with its seeds (compact, for
         big jobs; only for jobs whose tasks share entrypoint, outputs and config); ``"tasks"``
         writes every task; ``"auto"`` picks grouped above 10,000 tasks when it can.
+
+        Raises:
+            ContractViolationError: ``"grouped"`` asked for tasks that cannot be grouped.
         """
-        doc: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "job_id": self.job_id,
-            "bundle_ref": self.bundle_ref,
-            "metadata": self.metadata,
-            "target_spec": self.target_spec,
-        }
-        grouped = _as_grouped(self.tasks)
-        use_grouped = encoding == "grouped" or (
-            encoding == "auto" and grouped is not None and len(self.tasks) > GROUPED_THRESHOLD
-        )
-        if use_grouped:
-            if grouped is None:
+        header = (self.job_id, self.bundle_ref, self.metadata, self.target_spec)
+        if wants_grouped(encoding, len(self.tasks)):
+            g = _as_grouped(self.tasks)
+            if g is not None:
+                groups = TaskGroups(g.bundle_ref, g.entrypoint, g.outputs, g.config, g.groups)
+                return encode_job(JobParts(*header, groups))
+            if encoding == "grouped":
                 raise ContractViolationError(
                     "grouped encoding needs tasks that share entrypoint, outputs and config",
                     field="encoding",
                     value=encoding,
                 )
-            doc["template"] = {
-                "entrypoint": grouped.entrypoint,
-                "outputs": list(grouped.outputs) if grouped.outputs is not None else None,
-                "config": grouped.config,
-            }
-            doc["groups"] = [
-                {"param_id": p.param_id, "params": dict(p.params), "seeds": list(s)}
-                for p, s in grouped.groups
-            ]
-        else:
-            doc["tasks"] = [task.to_dict() for task in self.tasks]
-        return doc
+        return encode_job(JobParts(*header, self.tasks))
 
-    def to_json(
-        self, *, encoding: Literal["auto", "tasks", "grouped"] = "auto", indent: int | None = None
-    ) -> str:
+    def to_json(self, *, encoding: Encoding = "auto", indent: int | None = None) -> str:
         """JSON text of :meth:`to_dict`; ``SimJob.from_json(job.to_json()) == job``."""
-        return _DOC_ADAPTER.dump_json(self.to_dict(encoding=encoding), indent=indent).decode()
+        return dump_job_json(self.to_dict(encoding=encoding), indent=indent)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SimJob:
-        """Load the current format, or the old ``batches`` format (DeprecationWarning)."""
+        """Load the current format, or the old ``batches`` format (DeprecationWarning).
+
+        Raises:
+            ContractViolationError: the document is not a valid job.
+        """
+        return cls._from_mapping(data, stacklevel=3)
+
+    @classmethod
+    def _from_mapping(cls, data: Mapping[str, Any], *, stacklevel: int) -> SimJob:
+        """Body of :meth:`from_dict`; ``stacklevel`` counts from here, as in ``warnings.warn``."""
         if not isinstance(data, Mapping):
             raise ContractViolationError(
                 f"a job document must be an object, got {type(data).__name__}",
@@ -376,25 +421,43 @@ class SimJob:
                 value=data,
             )
         if "batches" in data:
-            from modelops_contracts.legacy import job_from_legacy_dict
-
-            return job_from_legacy_dict(data, stacklevel=3)
-        try:
-            doc = _JobDocument.model_validate(data)
-        except ValidationError as err:
-            raise translate_validation_error(err, "SimJob") from None
-        return doc.to_job()
+            old = read_legacy_job(data, stacklevel=stacklevel)
+            return cls(
+                old.job_id,
+                old.tasks,
+                old.metadata,
+                bundle_ref=old.bundle_ref,
+                target_spec=old.target_spec,
+            )
+        parts = decode_job(data)
+        if not isinstance(parts.tasks, TaskGroups):
+            return cls(
+                parts.job_id,
+                parts.tasks,
+                parts.metadata,
+                bundle_ref=parts.bundle_ref,
+                target_spec=parts.target_spec,
+            )
+        g = parts.tasks
+        tasks = GroupedTasks(g.bundle_ref, g.entrypoint, g.outputs, g.config, g.groups)
+        job = cls._trusted(validate_job_id(parts.job_id), tasks, parts.metadata, parts.target_spec)
+        job.validate()
+        return job
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SimJob:
-        """Parse JSON text written by :meth:`to_json` (or an old ``batches`` file)."""
+        """Parse JSON text written by :meth:`to_json` (or an old ``batches`` file).
+
+        Raises:
+            ContractViolationError: the text is not JSON or not a valid job.
+        """
         try:
             data = json.loads(text)
         except ValueError as err:
             raise ContractViolationError(
                 f"job file is not valid JSON: {err}", field="job", value=None
             ) from None
-        return cls.from_dict(data)
+        return cls._from_mapping(data, stacklevel=3)
 
     # -- dunder --------------------------------------------------------------------------------
 
@@ -449,84 +512,19 @@ def _as_grouped(tasks: Sequence[SimTask]) -> GroupedTasks | None:
     )
 
 
-class _Template(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    entrypoint: str
-    outputs: list[str] | None = None
-    config: dict[str, Any] | None = None
-
-
-class _Group(TypedDict):
-    param_id: NotRequired[str]
-    params: dict[str, bool | int | float | str]
-    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**64)]], Field(min_length=1)]
-
-
-class _JobDocument(BaseModel):
-    """The job file: either every task, or a task template and parameter groups."""
-
-    model_config = ConfigDict(extra="forbid", title="SimJob")
-
-    format_version: int = FORMAT_VERSION
-    job_id: str
-    bundle_ref: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    target_spec: dict[str, Any] | None = None
-    tasks: list[SimTask] | None = None
-    template: _Template | None = None
-    groups: list[_Group] | None = None
-
-    def to_job(self) -> SimJob:
-        if self.format_version > FORMAT_VERSION:
-            raise ContractViolationError(
-                f"job file format_version {self.format_version} is newer than this ModelOps "
-                f"understands ({FORMAT_VERSION}); upgrade modelops",
-                field="format_version",
-                value=self.format_version,
-            )
-        if self.tasks is not None:
-            if self.template is not None or self.groups is not None:
-                raise ContractViolationError(
-                    "a job file has either 'tasks' or 'template'+'groups', not both",
-                    field="tasks",
-                    value=None,
-                )
-            return SimJob(
-                self.job_id,
-                self.tasks,
-                self.metadata,
-                bundle_ref=self.bundle_ref,
-                target_spec=self.target_spec,
-            )
-        if self.template is None or self.groups is None or self.bundle_ref is None:
-            raise ContractViolationError(
-                "a job file needs 'tasks', or 'bundle_ref', 'template' and 'groups'",
-                field="tasks",
-                value=None,
-            )
-        probe = SimTask(
-            bundle_ref=self.bundle_ref,
-            entrypoint=self.template.entrypoint,
-            params={},
-            seed=0,
-            outputs=self.template.outputs,
-            config=self.template.config,
-        )
-        groups = [
-            (UniqueParameterSet(g["params"], g.get("param_id")), g["seeds"]) for g in self.groups
-        ]
-        tasks = GroupedTasks(
-            probe.bundle_ref, probe.entrypoint, probe.outputs, probe.config, groups
-        )
-        job = SimJob._trusted(validate_job_id(self.job_id), tasks, self.metadata, self.target_spec)
-        job.validate()
-        return job
-
-
-_DOC_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
-
-
-def job_json_schema() -> dict[str, Any]:
-    """JSON Schema of the job file format."""
-    return _JobDocument.model_json_schema()
+def _content_digest(tasks: Sequence[SimTask]) -> str:
+    """See :meth:`SimJob.content_digest` (one copy of the job content hash)."""
+    grouped = _as_grouped(tasks)
+    h = blake2b(digest_size=8)
+    if grouped is None:
+        h.update(f"modelops:job-tasks:v1|{bundle_digest(tasks[0].bundle_ref)}".encode())
+        for task in tasks:
+            h.update(f"|{task.task_id}".encode())
+        return h.hexdigest()
+    outputs = json.dumps(list(grouped.outputs) if grouped.outputs is not None else None)
+    config = json.dumps(grouped.config, sort_keys=True, separators=(",", ":"))
+    header = f"modelops:job:v1|{bundle_digest(grouped.bundle_ref)}|{grouped.entrypoint}|{outputs}|"
+    h.update((header + config).encode())
+    for params, seeds in grouped.groups:
+        h.update(f"|{params.param_id}:{','.join(map(str, seeds))}".encode())
+    return h.hexdigest()

@@ -4,29 +4,30 @@ Nothing in ModelOps builds these; they exist so that old code and old files keep
 use emitting one DeprecationWarning that says how to convert. Old job files
 (``{"job_id", "batches": [{"batch_id", "tasks": [...]}, ...]}``) and old study files
 (``parameter_sets: [{"params": {...}}]``) load through ``SimJob.from_json`` and
-``SimulationStudy.from_json``; ``mops migrate OLD.json -o NEW.json`` rewrites them.
+``SimulationStudy.from_json``; ``mops migrate OLD.json -o NEW.json`` rewrites them (see
+:func:`modelops_contracts.migration.migrate_document`).
+
+This module is a leaf: it turns old documents into plain data (tasks and the job's other fields)
+and never imports the job or study modules, which wrap that data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from modelops_contracts._deprecation import warn_deprecated
 from modelops_contracts.errors import ContractViolationError
 from modelops_contracts.params import UniqueParameterSet
 from modelops_contracts.task import SimTask
 
-if TYPE_CHECKING:
-    from modelops_contracts.job import SimJob
-
 __all__ = [
+    "LegacyJob",
     "ParameterSet",
     "SimBatch",
     "flatten_batches",
-    "job_from_legacy_dict",
-    "migrate_document",
+    "read_legacy_job",
     "warn_legacy",
 ]
 
@@ -105,10 +106,30 @@ def _legacy_task(data: Any) -> SimTask:
     return SimTask.from_dict(task)
 
 
-def job_from_legacy_dict(data: Mapping[str, Any], *, stacklevel: int = 2) -> SimJob:
-    """Load an old ``batches`` job document as a SimJob, with one DeprecationWarning."""
-    from modelops_contracts.job import SimJob
+@dataclass(frozen=True, slots=True)
+class LegacyJob:
+    """What an old ``batches`` job document holds, flattened; ``SimJob`` is built from it.
 
+    Nothing here is validated beyond the tasks themselves: the job checks its own fields.
+    """
+
+    job_id: Any
+    tasks: list[SimTask]
+    metadata: dict[str, Any]
+    bundle_ref: Any
+    target_spec: Any
+
+
+def read_legacy_job(data: Mapping[str, Any], *, stacklevel: int = 2) -> LegacyJob:
+    """Read an old ``batches`` job document, with one DeprecationWarning.
+
+    Old ``priority`` and ``resource_requirements`` fields are kept under ``metadata["legacy"]``;
+    ``job_type`` is dropped.
+
+    Raises:
+        ContractViolationError: ``batches`` is not a list of batches, a task is invalid, or
+            the document has fields the old layout did not have.
+    """
     warn_legacy("the old SimBatch job layout ('batches')", stacklevel=stacklevel + 1)
     batches = data.get("batches")
     if not isinstance(batches, list):
@@ -128,44 +149,6 @@ def job_from_legacy_dict(data: Mapping[str, Any], *, stacklevel: int = 2) -> Sim
     kept = {k: data[k] for k in _KEPT_AS_METADATA if data.get(k) is not None}
     if kept:
         metadata.setdefault("legacy", kept)
-    return SimJob(
-        data.get("job_id"),  # type: ignore[arg-type]
-        tasks,
-        metadata,
-        bundle_ref=data.get("bundle_ref"),
-        target_spec=data.get("target_spec"),
+    return LegacyJob(
+        data.get("job_id"), tasks, metadata, data.get("bundle_ref"), data.get("target_spec")
     )
-
-
-def migrate_document(data: Any) -> tuple[Literal["job", "study"], dict[str, Any], bool]:
-    """Rewrite a job or study document in the current format.
-
-    Returns ``(kind, new_document, was_legacy)``.
-
-    Raises:
-        ContractViolationError: the document is neither a job nor a study.
-    """
-    import warnings
-
-    from modelops_contracts.job import SimJob
-    from modelops_contracts.study import SimulationStudy
-
-    if isinstance(data, Mapping) and ("batches" in data or "tasks" in data or "groups" in data):
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always", DeprecationWarning)
-            job = SimJob.from_dict(data)
-        return "job", job.to_dict(), _any_deprecation(seen)
-    if isinstance(data, Mapping) and "parameter_sets" in data:
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always", DeprecationWarning)
-            study = SimulationStudy.from_dict(dict(data))
-        return "study", study.to_dict(), _any_deprecation(seen)
-    raise ContractViolationError(
-        "not a ModelOps job (no 'tasks' or 'batches') or study (no 'parameter_sets') document",
-        field="document",
-        value=None,
-    )
-
-
-def _any_deprecation(seen: list[Any]) -> bool:
-    return any(issubclass(w.category, DeprecationWarning) for w in seen)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
 from modelops_contracts.results import SimReturn
 from modelops_contracts.task import SimTask
 
-__all__ = ["BundleRepository", "ExecutionEnvironment", "Future", "SimulationService"]
+__all__ = ["Future", "SimulationService"]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -49,26 +48,4 @@ class SimulationService(Protocol):
 
     def gather(self, futures: Sequence[Future[SimReturn]]) -> list[SimReturn]:
         """Wait for ``futures`` and return their results in the same order."""
-        ...
-
-
-@runtime_checkable
-class BundleRepository(Protocol):
-    """Where code snapshots live, addressed by ``bundle_ref``."""
-
-    def has(self, bundle_ref: str) -> bool:
-        """True if the snapshot is stored."""
-        ...
-
-    def read_bytes(self, bundle_ref: str) -> bytes:
-        """The snapshot archive, for shipping to workers."""
-        ...
-
-
-@runtime_checkable
-class ExecutionEnvironment(Protocol):
-    """What a worker provides: a local, importable copy of a bundle."""
-
-    def ensure_bundle(self, bundle_ref: str) -> Path:
-        """Materialize the snapshot (once) and return the directory to import from."""
         ...

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelops_contracts.job import job_json_schema
+from modelops_contracts._job_format import job_json_schema
 from modelops_contracts.study import SimulationStudy
 
 __all__ = ["schemas", "write_schemas"]

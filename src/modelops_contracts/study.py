@@ -5,27 +5,27 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
-from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from modelops_contracts._base import Contract
+from modelops_contracts._job_format import FORMAT_VERSION
+from modelops_contracts._yaml import restore_on_key
 from modelops_contracts.entrypoint import (
     DEFAULT_SCENARIO,
     validate_import_path,
     validate_scenario,
 )
 from modelops_contracts.errors import ContractViolationError
-from modelops_contracts.job import FORMAT_VERSION, GroupedTasks, SimJob, validate_job_id
+from modelops_contracts.job import GroupedTasks, SimJob, _content_digest, validate_job_id
 from modelops_contracts.params import Scalar, UniqueParameterSet, _hash_canonical, canonical_params
 from modelops_contracts.seeds import replicate_seeds
 from modelops_contracts.task import (
     SEED_LIMIT,
     ConfigField,
     OutputsField,
-    bundle_digest,
     validate_bundle_ref,
 )
 
@@ -161,10 +161,7 @@ class SimulationStudy(Contract):
     def _yaml_on_key(cls, value: Any) -> Any:
         # YAML 1.1 reads a bare ``on:`` key (a target's join columns) as the boolean true
         if isinstance(value, list):
-            return [
-                {("on" if k is True else k): v for k, v in t.items()} if isinstance(t, dict) else t
-                for t in value
-            ]
+            return [restore_on_key(t) if isinstance(t, Mapping) else t for t in value]
         return value
 
     # -- counts --------------------------------------------------------------------------------
@@ -325,15 +322,8 @@ def _is_legacy_wrapper(entry: Any) -> bool:
 
 
 def _content_job_id(tasks: GroupedTasks) -> str:
-    """``job-`` + 16 hex of a hash over everything that defines the job's tasks, in order."""
-    h = blake2b(digest_size=8)
-    outputs = json.dumps(list(tasks.outputs) if tasks.outputs is not None else None)
-    config = json.dumps(tasks.config, sort_keys=True, separators=(",", ":"))
-    header = f"modelops:job:v1|{bundle_digest(tasks.bundle_ref)}|{tasks.entrypoint}|{outputs}|"
-    h.update((header + config).encode())
-    for params, seeds in tasks.groups:
-        h.update(f"|{params.param_id}:{','.join(map(str, seeds))}".encode())
-    return "job-" + h.hexdigest()
+    """``job-`` + 16 hex of the job's content digest (see :meth:`SimJob.content_digest`)."""
+    return "job-" + _content_digest(tasks)[:16]
 
 
 def _one_line(err: BaseException) -> str:

@@ -11,6 +11,7 @@ import textwrap
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import polars as pl
@@ -21,6 +22,7 @@ import modelops
 from modelops import __version__
 from modelops.api import JobHandle, compile_study, job_status
 from modelops.bundle import compute_digest
+from modelops.engine import RunOptions
 from modelops.services import InProcessSimulationService
 from modelops.store import ResultStore
 from modelops_contracts import (
@@ -35,8 +37,16 @@ from tests.conftest import TOY_SERIES_ROWS, ToyBundle, needs_proc_fd, open_files
 KEYS = ["task_id", "param_id", "replicate", "seed"]
 
 
-def run_toy(toy: ToyBundle, study: SimulationStudy, **kwargs: object) -> JobHandle:
-    return modelops.run(study, bundle=toy.path, store=toy.store, workers=2, **kwargs)  # type: ignore[arg-type]
+def run_toy(toy: ToyBundle, study: SimulationStudy, **kwargs: Any) -> JobHandle:
+    options = {k: kwargs.pop(k) for k in ("retries", "task_timeout", "use_cache") if k in kwargs}
+    return modelops.run(
+        study,
+        bundle=toy.path,
+        store=toy.store,
+        workers=2,
+        options=RunOptions(**options) if options else None,
+        **kwargs,
+    )
 
 
 def shard_files(store: Path) -> list[Path]:
@@ -346,9 +356,9 @@ def test_missing_bundle_and_study_file(toy_bundle: ToyBundle, tmp_path: Path) ->
         modelops.run(study, bundle=tmp_path / "no-such-dir", store=toy_bundle.store, workers=2)
     with pytest.raises(ContractViolationError, match="cannot read study file"):
         modelops.run(tmp_path / "missing.yaml", bundle=toy_bundle.path, store=toy_bundle.store)
-    with pytest.raises(ValueError, match="retries"):
+    with pytest.raises(ContractViolationError, match="retries"):
         run_toy(toy_bundle, study, retries=-1)
-    with pytest.raises(ValueError, match="task_timeout"):
+    with pytest.raises(ContractViolationError, match="task_timeout"):
         run_toy(toy_bundle, study, task_timeout=0)
     assert_no_store(toy_bundle)
 

@@ -12,6 +12,7 @@ from modelops.bundle import compute_digest
 from modelops.client import JobSubmissionClient
 from modelops.services import InProcessSimulationService
 from modelops.services.local import LocalSimulationService
+from modelops.store import ResultStore
 from modelops_contracts import BundleError, SimJob, StoreError
 from tests.conftest import TOY_SERIES_ROWS, ToyBundle, needs_proc_fd, open_files_under
 
@@ -136,3 +137,36 @@ def test_unknown_jobs(toy_bundle: ToyBundle) -> None:
         client.wait("job-nope")
     with pytest.raises(StoreError, match="no job"):
         client.status("job-nope")
+
+
+def test_submit_fails_at_once_when_another_run_holds_the_store(toy_bundle: ToyBundle) -> None:
+    job = toy_bundle.study("ok", xs=[1]).to_simjob(compute_digest(toy_bundle.path))
+    client = make_client(toy_bundle)
+    other = ResultStore(toy_bundle.store)
+    with other.run_lock(), pytest.raises(StoreError, match="in use by another"):
+        client.submit_simjob(job)
+    other.close()
+    # nothing was registered: the job is unknown to the store
+    with pytest.raises(StoreError, match="no job"):
+        client.status(job.job_id)
+
+
+def test_a_store_inside_the_bundle_directory_is_not_part_of_the_code(
+    toy_bundle: ToyBundle,
+) -> None:
+    store = toy_bundle.path / ".modelops"
+    job = toy_bundle.study("ok", xs=[1, 2]).to_simjob(
+        compute_digest(toy_bundle.path, exclude=[store])
+    )
+    client = JobSubmissionClient(
+        store, service=InProcessSimulationService(), bundle=toy_bundle.path
+    )
+    client.submit_simjob(job)
+    summary = client.wait(job.job_id, timeout=60)
+    assert (summary.state, summary.succeeded) == ("completed", 4)
+    # a second job in the same store: the first one's results now sit inside the bundle dir
+    again = toy_bundle.study("ok", xs=[3]).to_simjob(
+        compute_digest(toy_bundle.path, exclude=[store])
+    )
+    client.submit_simjob(again)
+    assert client.wait(again.job_id, timeout=60).succeeded == 2

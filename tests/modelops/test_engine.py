@@ -12,7 +12,7 @@ import pytest
 import modelops
 from modelops.api import JobHandle, compile_study
 from modelops.bundle import BundleStore
-from modelops.engine import Progress, RunOptions, RunSummary, _ChunkSizer, run_job
+from modelops.engine import Progress, RunOptions, RunSummary, execute
 from modelops.runtime import ChunkSpec
 from modelops.services import ChunkBackend, ChunkEvent, InProcessSimulationService
 from modelops.services.local import LocalSimulationService
@@ -24,9 +24,15 @@ from tests.conftest import TOY_BAD_X, ToyBundle
 XS = [0, TOY_BAD_X, 1, 2, 4, 5]
 
 
+_OPTION_NAMES = ("retries", "task_timeout", "fail_fast", "use_cache")
+
+
 def run_toy(toy: ToyBundle, study: SimulationStudy, **kwargs: Any) -> JobHandle:
     kwargs.setdefault("workers", 2)
-    return modelops.run(study, bundle=toy.path, store=toy.store, **kwargs)
+    options = {name: kwargs.pop(name) for name in _OPTION_NAMES if name in kwargs}
+    return modelops.run(
+        study, bundle=toy.path, store=toy.store, options=RunOptions(**options), **kwargs
+    )
 
 
 def statuses(handle: JobHandle) -> dict[str, int]:
@@ -40,12 +46,12 @@ def run_direct(
     options: RunOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> RunSummary:
-    """compile + run_job on ``backend``, as modelops.run does, without its default pool."""
+    """compile + execute on ``backend``, as modelops.run does, without its default pool."""
     job = compile_study(study, toy.path, store=toy.store)
     with ResultStore(toy.store) as store:
-        assert BundleStore(store.root).put(toy.path) == job.bundle_ref
-        with store.run_lock():
-            return run_job(job, store, backend, options, on_progress=on_progress)
+        return execute(
+            job, store, backend, bundle=toy.path, options=options, on_progress=on_progress
+        )
 
 
 class RecordingInProcess(InProcessSimulationService):
@@ -206,32 +212,6 @@ def test_job_failures_do_not_stop_the_job_without_fail_fast(toy_bundle: ToyBundl
 # -- chunking and the window -----------------------------------------------------------------
 
 
-def test_chunk_sizer_grows_to_the_target_and_splits_the_tail() -> None:
-    sizer = _ChunkSizer(target=0.5, max_chunk=5000)
-    assert sizer.next_size(remaining=10_000, workers=2) == 4  # cautious before any measurement
-    sizer.observe([0.001] * 4, wall=0.004)
-    assert sizer.next_size(10_000, 2) == 32  # grows at most 8x per observation
-    for _ in range(10):
-        sizer.observe([0.001] * sizer.size, wall=0.001 * sizer.size)
-    assert 490 <= sizer.next_size(10_000, 2) <= 500  # ~0.5 s of 1 ms tasks
-    assert sizer.next_size(remaining=40, workers=2) == 10  # the tail is shared out
-    assert sizer.next_size(remaining=1, workers=2) == 1
-    assert sizer.next_size(remaining=0, workers=2) == 1
-
-
-def test_chunk_sizer_bounds() -> None:
-    slow = _ChunkSizer(target=0.5, max_chunk=5000)
-    slow.observe([2.0])
-    assert slow.next_size(100, 2) == 1  # tasks longer than the target go one by one
-    capped = _ChunkSizer(target=0.5, max_chunk=50)
-    for _ in range(5):
-        capped.observe([1e-7] * 10)
-    assert capped.next_size(10_000, 2) == 50
-    overhead = _ChunkSizer(target=0.5, max_chunk=5000)
-    overhead.observe([1e-6] * 4, wall=1.0)  # the round trip, not the task, is what counts
-    assert overhead.next_size(10_000, 2) == 2
-
-
 def test_tiny_tasks_travel_in_chunks(toy_bundle: ToyBundle) -> None:
     backend = RecordingInProcess(workers=2)
     study = toy_bundle.study("counted", xs=range(1000), replicates=2, outputs=("summary",))
@@ -292,11 +272,7 @@ def test_progress_reports_finish_with_the_totals(toy_bundle: ToyBundle) -> None:
         seen.append(Progress(**vars(progress)))
 
     study = toy_bundle.study("boom", xs=range(6), replicates=1)
-    job = compile_study(study, toy_bundle.path, store=toy_bundle.store)
-    with ResultStore(toy_bundle.store) as store:
-        BundleStore(store.root).put(toy_bundle.path)
-        with store.run_lock():
-            run_job(job, store, RecordingInProcess(2), on_progress=record)
+    run_direct(toy_bundle, study, RecordingInProcess(2), on_progress=record)
     assert seen
     last = seen[-1]
     assert (last.total, last.succeeded, last.failed, last.finished) == (6, 5, 1, 6)
@@ -356,14 +332,14 @@ def test_cancel_from_another_connection_then_resume(toy_bundle: ToyBundle, tmp_p
     assert rows["task_id"].n_unique() == 40
 
 
-def test_run_job_with_everything_cached_starts_no_workers(
-    toy_bundle: ToyBundle, tmp_path: Path
-) -> None:
+def test_a_fully_cached_job_starts_no_workers(toy_bundle: ToyBundle, tmp_path: Path) -> None:
     study = toy_bundle.study("ok", xs=[1], replicates=1)
     run_direct(toy_bundle, study, InProcessSimulationService())
 
     class Unstartable(InProcessSimulationService):
-        def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
+        def start(
+            self, *, bundle_ref: str, bundle_zip: Path, cache_dir: Path, log_path: Path | None
+        ) -> None:
             raise AssertionError("started workers for a fully cached job")
 
     summary = run_direct(toy_bundle, study, Unstartable())

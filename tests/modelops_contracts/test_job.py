@@ -11,6 +11,8 @@ from modelops_contracts import (
     SimJob,
     SimTask,
     SimulationStudy,
+    UniqueParameterSet,
+    make_param_id,
 )
 
 
@@ -145,3 +147,110 @@ def test_batches_keyword_still_works_with_a_warning(bundle_ref: str) -> None:
     with warnings.catch_warnings(), pytest.raises(ContractViolationError, match="not both"):
         warnings.simplefilter("ignore", DeprecationWarning)
         SimJob("j", tasks, batches=[])
+
+
+# -- the parameter view: the same whatever the encoding ------------------------------------------
+
+_SETS = [{"beta": 0.1}, {"beta": 0.2, "gamma": 0.3}, {"gamma": 0.5, "alpha": 1}]
+
+
+def _parameter_study(n_sets: int = 0, reps: int = 3) -> SimulationStudy:
+    sets: list[dict[str, object]] = [dict(s) for s in _SETS]
+    sets += [{"x": i} for i in range(n_sets)]
+    # an explicit seed for the first set adds one replicate to it
+    sets.append({"params": _SETS[0], "seed": 12345})
+    return SimulationStudy("m.M", "baseline", sets, "grid", reps)
+
+
+def _held_as(job: SimJob, encoding: str) -> SimJob:
+    back = SimJob.from_json(job.to_json(encoding=encoding))  # type: ignore[arg-type]
+    assert isinstance(back.tasks, GroupedTasks) == (encoding == "grouped")
+    assert back == job
+    return back
+
+
+@pytest.mark.parametrize("encoding", ["grouped", "tasks"])
+def test_parameter_view_of_both_encodings(bundle_ref: str, encoding: str) -> None:
+    job = _held_as(_parameter_study().to_simjob(bundle_ref), encoding)
+    pids = [make_param_id(s) for s in _SETS]
+    sets = job.parameter_sets()
+    assert list(sets) == pids
+    assert [dict(p) for p in sets.values()] == _SETS
+    assert all(isinstance(p, UniqueParameterSet) for p in sets.values())
+    assert job.replicate_counts() == {pids[0]: 4, pids[1]: 3, pids[2]: 3}
+    assert job.parameter_names() == ["beta", "gamma", "alpha"]
+    assert job.parameter_count() == 3
+
+
+def test_parameter_view_of_interleaved_tasks(bundle_ref: str) -> None:
+    a0, b0 = _tasks(bundle_ref, 2, 1)
+    a1 = SimTask.from_components("sir.SIR", "baseline", bundle_ref, a0.params, 7)
+    job = SimJob("j", [a0, b0, a1])
+    assert list(job.parameter_sets()) == [a0.param_id, b0.param_id]
+    assert job.replicate_counts() == {a0.param_id: 2, b0.param_id: 1}
+    assert job.parameter_names() == ["beta"]
+
+
+def test_big_grouped_job_round_trips_with_its_parameter_view(bundle_ref: str) -> None:
+    job = _parameter_study(n_sets=2500, reps=4).to_simjob(bundle_ref)
+    assert job.task_count() == 4 * 2503 + 1 > 10_000
+    text = job.to_json()
+    assert '"groups"' in text and '"tasks"' not in text
+    back = SimJob.from_json(text)
+    assert isinstance(back.tasks, GroupedTasks) and back == job
+    counts = back.replicate_counts()
+    assert len(counts) == 2503 and sum(counts.values()) == job.task_count()
+    assert counts[make_param_id(_SETS[0])] == 5
+    assert counts[make_param_id({"x": 2499})] == 4
+    assert back.parameter_sets() == job.parameter_sets()
+    assert list(back.parameter_sets())[-1] == make_param_id({"x": 2499})
+    assert back.parameter_names() == ["beta", "gamma", "alpha", "x"]
+
+
+# -- content digest ------------------------------------------------------------------------------
+
+
+def test_default_job_id_is_taken_from_the_content_digest(bundle_ref: str) -> None:
+    job = _parameter_study().to_simjob(bundle_ref)
+    digest = job.content_digest()
+    assert len(digest) == 16 and int(digest, 16) >= 0
+    assert job.job_id == "job-" + digest[:16]
+    # the same content held as every task (the small-job file form) keeps its digest
+    for encoding in ("tasks", "grouped"):
+        assert _held_as(job, encoding).content_digest() == digest
+
+
+def test_content_digest_is_content_only(bundle_ref: str) -> None:
+    study = _parameter_study()
+    job = study.to_simjob(bundle_ref)
+    named = study.to_simjob(bundle_ref, job_id="named")
+    assert named.content_digest() == job.content_digest()
+    relabelled = SimJob("other", list(job.tasks), {"note": "x"}, target_spec={"t": 1})
+    assert relabelled.content_digest() == job.content_digest()
+
+
+def test_content_digest_changes_with_a_seed_a_param_or_the_bundle(
+    bundle_ref: str, other_bundle_ref: str
+) -> None:
+    def digest(sets: list[dict[str, object]], ref: str = bundle_ref) -> str:
+        return SimulationStudy("m.M", "baseline", sets, "grid", 2).to_simjob(ref).content_digest()
+
+    base = digest([{"params": {"x": 1}, "seed": 1}, {"x": 2}])
+    assert base == digest([{"params": {"x": 1}, "seed": 1}, {"x": 2}])
+    changed = [
+        digest([{"params": {"x": 1}, "seed": 2}, {"x": 2}]),
+        digest([{"params": {"x": 1}, "seed": 1}, {"x": 3}]),
+        digest([{"params": {"x": 1}, "seed": 1}, {"x": 2}], other_bundle_ref),
+        digest([{"x": 2}, {"params": {"x": 1}, "seed": 1}]),
+    ]
+    assert base not in changed and len(set(changed)) == len(changed)
+
+
+def test_content_digest_of_tasks_that_cannot_be_grouped(bundle_ref: str) -> None:
+    a0, b0 = _tasks(bundle_ref, 2, 1)
+    a1 = SimTask.from_components("sir.SIR", "baseline", bundle_ref, a0.params, 7)
+    a2 = SimTask.from_components("sir.SIR", "baseline", bundle_ref, a0.params, 8)
+    job = SimJob("j", [a0, b0, a1])
+    assert job.content_digest() == SimJob("k", [a0, b0, a1]).content_digest()
+    others = {SimJob("j", t).content_digest() for t in ([a0, b0, a2], [a1, b0, a0], [a0, b0])}
+    assert job.content_digest() not in others and len(others) == 3

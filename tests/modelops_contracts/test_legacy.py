@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from modelops_contracts import ContractViolationError, SimJob, SimTask, SimulationStudy
-from modelops_contracts.legacy import ParameterSet, SimBatch, migrate_document
+from modelops_contracts.legacy import ParameterSet, SimBatch, read_legacy_job
+from modelops_contracts.migration import migrate_document
 
 LEGACY = Path(__file__).parent.parent / "fixtures" / "legacy"
 
@@ -39,10 +40,34 @@ def test_old_job_with_many_batches_keeps_task_order() -> None:
     assert job.metadata["legacy"] == {"priority": 5}
 
 
+def test_deprecation_warnings_point_at_the_callers_line(bundle_ref: str) -> None:
+    raw = json.loads(_load("job_two_batches.json"))
+    task = SimTask.from_components("m.M", "baseline", bundle_ref, {"x": 1}, 1)
+    with pytest.warns(DeprecationWarning) as record:
+        SimJob.from_json(json.dumps(raw))
+        SimJob.from_dict(raw)
+        SimJob("j", batches=[{"tasks": [task]}])
+    assert [w.filename for w in record] == [__file__] * 3
+
+
 def test_a_stored_param_id_that_disagrees_is_an_error() -> None:
     with warnings.catch_warnings(), pytest.raises(ContractViolationError, match="does not match"):
         warnings.simplefilter("ignore", DeprecationWarning)
         SimJob.from_json(_load("job_bad_param_id.json"))
+
+
+def test_legacy_reads_old_jobs_into_plain_data_that_simjob_wraps() -> None:
+    raw = json.loads(_load("job_two_batches.json"))
+    with pytest.warns(DeprecationWarning, match="batches") as record:
+        old = read_legacy_job(raw)
+    assert len(record) == 1
+    assert old.job_id == raw["job_id"] and [t.seed for t in old.tasks] == [1, 2, 3]
+    assert old.metadata["legacy"] == {"priority": 5}
+    with pytest.warns(DeprecationWarning):
+        job = SimJob.from_dict(raw)
+    assert list(job.tasks) == old.tasks and job.metadata == old.metadata
+    with pytest.warns(DeprecationWarning), pytest.raises(ContractViolationError, match="unknown"):
+        read_legacy_job({**raw, "colour": "red"})
 
 
 def test_old_study_with_parameter_set_wrappers_loads_as_plain_dicts() -> None:
@@ -93,7 +118,7 @@ def test_legacy_types_still_import_and_warn_on_construction(bundle_ref: str) -> 
 
 def test_nothing_in_modelops_uses_the_legacy_types() -> None:
     src = Path(__file__).parents[2] / "src"
-    pattern = re.compile(r"\b(SimBatch|ParameterSet|flatten_batches|job_from_legacy_dict)\b")
+    pattern = re.compile(r"\b(SimBatch|ParameterSet|LegacyJob|flatten_batches|read_legacy_job)\b")
     offenders = [str(p) for p in (src / "modelops").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
     defined = [

@@ -171,3 +171,9 @@ def test_targets_travel_with_the_job_and_never_change_its_id(bundle_ref: str) ->
     assert _study().to_simjob(bundle_ref).target_spec is None
     yaml_text = "model: m.M\nparameter_sets: [{x: 1}]\ntargets:\n  - {name: c, on: [day]}\n"
     assert SimulationStudy.from_yaml(yaml_text).targets == [{"name": "c", "on": ["day"]}]
+
+
+def test_default_job_ids_do_not_change_between_versions(bundle_ref: str) -> None:
+    # a re-run of the same study with a newer ModelOps must find (and resume) the same job
+    job = SimulationStudy("m.M", "baseline", [{"x": 1}], "grid", 2).to_simjob(bundle_ref)
+    assert job.job_id == "job-433cc3a80d46f4c4" == "job-" + job.content_digest()

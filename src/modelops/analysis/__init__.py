@@ -3,7 +3,11 @@
 - :func:`aggregate` summarises an output over replicates per parameter set.
 - :class:`Target` and :func:`load_targets` declare observed data; :func:`score` ranks the
   parameter sets by their weighted loss against the targets.
-- :func:`plot_output`, :func:`plot_loss` draw PNG files; :func:`write_report` one HTML page.
+- :func:`plot_output`, :func:`plot_loss` draw PNG files (:func:`draw_output`, :func:`draw_loss`
+  the same figures unsaved); :func:`write_report` one HTML page.
+
+Jobs are read through the contracts (:func:`modelops.store.read_job` gives the
+:class:`~modelops_contracts.SimJob`), whatever encoding the job file uses.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from modelops.analysis._losses import (
     poisson_nll,
     resolve_loss,
 )
-from modelops.analysis._plots import plot_loss, plot_output
+from modelops.analysis._plots import draw_loss, draw_output, plot_loss, plot_output
 from modelops.analysis._report import write_report
 from modelops.analysis._score import load_scores, score
 from modelops.analysis._targets import Target, load_targets, targets_from_dicts
@@ -28,6 +32,8 @@ __all__ = [
     "Target",
     "aggregate",
     "binomial_nll",
+    "draw_loss",
+    "draw_output",
     "load_scores",
     "load_targets",
     "mean_of_mse",

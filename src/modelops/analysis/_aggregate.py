@@ -6,55 +6,22 @@ streaming engine, so a job larger than memory still aggregates.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from modelops.model import KEY_COLUMNS
+from modelops.store import read_job, resolve_job
 from modelops_contracts import ContractViolationError
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from modelops.api import JobHandle
-    from modelops.store import ResultStore
+    from modelops.store import JobLike, ResultStore
 
-__all__ = [
-    "DEFAULT_QUANTILES",
-    "KEY_COLUMNS",
-    "aggregate",
-    "job_parameters",
-    "quantile_name",
-    "resolve_job",
-]
+__all__ = ["DEFAULT_QUANTILES", "aggregate", "quantile_name"]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
-KEY_COLUMNS: tuple[str, ...] = ("task_id", "param_id", "replicate", "seed")
-
-
-def resolve_job(
-    job: JobHandle | str, store: ResultStore | Path | str | None = None
-) -> tuple[ResultStore, str]:
-    """The store and job id for a job handle, or a job id plus a store (or its path)."""
-    from modelops.api import JobHandle, job_status, open_existing_store
-    from modelops.store import ResultStore
-
-    if isinstance(job, JobHandle):
-        return job.store, job.job_id
-    result_store = store if isinstance(store, ResultStore) else open_existing_store(store)
-    job_status(result_store, job)  # unknown job -> StoreError
-    return result_store, job
-
-
-def job_parameters(store: ResultStore, job_id: str) -> dict[str, dict[str, Any]]:
-    """Parameter values and task count of each parameter set: ``{param_id: {..., "_tasks": n}}``."""
-    spec = json.loads(store.read_job_file(job_id))
-    sets: dict[str, dict[str, Any]] = {}
-    for task in spec.get("tasks", []):
-        params = task["params"]
-        entry = sets.setdefault(params["param_id"], {**params["params"], "_tasks": 0})
-        entry["_tasks"] += 1
-    return sets
 
 
 def quantile_name(q: float) -> str:
@@ -63,7 +30,7 @@ def quantile_name(q: float) -> str:
 
 
 def aggregate(
-    job: JobHandle | str,
+    job: JobLike | str,
     output: str,
     by: Sequence[str] = (),
     *,
@@ -86,7 +53,8 @@ def aggregate(
     result_store, job_id = resolve_job(job, store)
     lazy = result_store.scan_results(job_id, output)
     schema = lazy.collect_schema()
-    params = _parameter_columns(result_store, job_id, schema.names())
+    declared = set(read_job(result_store, job_id).parameter_names())
+    params = [name for name in schema.names() if name in declared]  # result-column order
     by = list(by)
     for name in by:
         if name not in schema:
@@ -112,11 +80,3 @@ def aggregate(
     keys = ["param_id", *params, *by]
     query = lazy.group_by(keys).agg(stats).sort([*params, "param_id", *by], nulls_last=True)
     return query.collect(engine="streaming")
-
-
-def _parameter_columns(store: ResultStore, job_id: str, names: Sequence[str]) -> list[str]:
-    """The result columns that hold parameter values, in result-column order."""
-    declared: set[str] = set()
-    for values in job_parameters(store, job_id).values():
-        declared.update(k for k in values if k != "_tasks")
-    return [name for name in names if name in declared]

@@ -4,6 +4,8 @@
   per parameter set (the best ``best`` by loss when the job was scored), with the observed
   data of a matching target overlaid.
 - :func:`plot_loss`: the total loss against each parameter, failed parameter sets marked.
+
+:func:`draw_output` and :func:`draw_loss` return the same figures unsaved (for a notebook).
 """
 
 from __future__ import annotations
@@ -12,24 +14,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelops.analysis._aggregate import aggregate, job_parameters, resolve_job
+from modelops.analysis._aggregate import aggregate
 from modelops.analysis._score import load_scored_targets, load_scores
 from modelops.analysis._targets import Target
+from modelops.store import read_job, resolve_job
 from modelops_contracts import ContractViolationError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from modelops.api import JobHandle
-    from modelops.store import ResultStore
+    from modelops.store import JobLike, ResultStore
 
-__all__ = ["plot_loss", "plot_output"]
+__all__ = ["draw_loss", "draw_output", "plot_loss", "plot_output"]
 
 _BAND = (0.05, 0.95)
 
 
 def plot_output(
-    job: JobHandle | str,
+    job: JobLike | str,
     output: str,
     x: str,
     y: str,
@@ -39,11 +44,32 @@ def plot_output(
     best: int = 5,
     targets: Sequence[Target] | None = None,
 ) -> Path:
-    """Draw ``y`` against ``x`` (mean and 5-95% band over replicates) and save it as PNG.
+    """Draw ``y`` against ``x`` (see :func:`draw_output`) and save it as PNG at ``path``.
+
+    Raises:
+        ContractViolationError: ``x`` or ``y`` is not a column of ``output``.
+        StoreError: unknown job or output.
+    """
+    figure = draw_output(job, output, x, y, store=store, best=best, targets=targets)
+    return _save(figure, path)
+
+
+def draw_output(
+    job: JobLike | str,
+    output: str,
+    x: str,
+    y: str,
+    *,
+    store: ResultStore | Path | str | None = None,
+    best: int = 5,
+    targets: Sequence[Target] | None = None,
+) -> Figure:
+    """The figure of ``y`` against ``x``: mean and 5-95% band over replicates per set.
 
     Without scores every parameter set is drawn; with scores (see :func:`score`) the ``best``
-    lowest-loss ones. Observed data is overlaid from a target on ``output`` whose value is
-    ``y`` (from ``targets``, or those the job was last scored against).
+    lowest-loss ones. Each line is labelled with its parameter values (``#rank`` first when
+    scored). Observed data is overlaid from a target on ``output`` whose value is ``y`` (from
+    ``targets``, or those the job was last scored against).
 
     Raises:
         ContractViolationError: ``x`` or ``y`` is not a column of ``output``.
@@ -61,14 +87,14 @@ def plot_output(
         if scores is not None
         else frame["param_id"].unique(maintain_order=True).to_list()
     )
-    params = job_parameters(result_store, job_id)
+    sets = read_job(result_store, job_id).parameter_sets()
     figure = _figure()
     axes = figure.add_subplot()
     for rank, pid in enumerate(chosen):
         rows = frame.filter(pl.col("param_id") == pid).sort(x)
         if rows.is_empty():
             continue
-        label = _label(params.get(pid, {}))
+        label = _label(sets[pid].params) if pid in sets else pid[:12]
         if scores is not None:
             label = f"#{rank + 1} {label}"
         xs = rows[x].to_numpy()
@@ -95,23 +121,37 @@ def plot_output(
     axes.set_xlabel(x)
     axes.set_ylabel(y)
     axes.set_title(f"{output}: {y} (mean and 5-95% band over replicates)")
-    axes.legend(fontsize="small")
-    return _save(figure, path)
+    _legend(axes)
+    return figure
 
 
 def plot_loss(
-    job: JobHandle | str, path: Path | str, *, store: ResultStore | Path | str | None = None
+    job: JobLike | str, path: Path | str, *, store: ResultStore | Path | str | None = None
 ) -> Path:
-    """Draw the total loss against each numeric parameter (failed sets as crosses); save PNG.
+    """Draw the loss plot (see :func:`draw_loss`) and save it as PNG at ``path``.
 
     Raises:
-        ContractViolationError: the job has not been scored.
+        ContractViolationError: the job has not been scored, or has no numeric parameters.
+    """
+    return _save(draw_loss(job, store=store), path)
+
+
+def draw_loss(job: JobLike | str, *, store: ResultStore | Path | str | None = None) -> Figure:
+    """The figure of the total loss against each numeric parameter (failed sets as crosses).
+
+    Sets without a total loss (missing points, failed replicates) are left out.
+
+    Raises:
+        ContractViolationError: the job has not been scored, or has no numeric parameters.
     """
     result_store, job_id = resolve_job(job, store)
     scores = load_scores(result_store, job_id)
     if scores is None:
-        raise ContractViolationError(f"job {job_id} has no scores yet: run 'mops score' first")
-    names = [c for c in _parameter_names(result_store, job_id) if scores.schema[c].is_numeric()]
+        raise ContractViolationError(
+            f"job {job_id} has no scores yet: score it first", field="scores"
+        )
+    declared = read_job(result_store, job_id).parameter_names()
+    names = [c for c in declared if c in scores.schema and scores.schema[c].is_numeric()]
     if not names:
         raise ContractViolationError(f"job {job_id} has no numeric parameters to plot")
     scored = scores.filter(scores["loss"].is_not_null())
@@ -132,24 +172,20 @@ def plot_loss(
             axes.set_yscale("log")
         axes.set_xlabel(name)
         axes.set_ylabel("loss" if index == 0 else "")
-    figure.axes[0].legend(fontsize="small")
+    _legend(figure.axes[0])
     figure.suptitle(f"job {job_id}: weighted loss against each parameter")
-    return _save(figure, path)
+    return figure
 
 
-def _parameter_names(store: ResultStore, job_id: str) -> list[str]:
-    names: dict[str, None] = {}
-    for values in job_parameters(store, job_id).values():
-        names.update(dict.fromkeys(k for k in values if k != "_tasks"))
-    return list(names)
+def _label(params: Mapping[str, Any]) -> str:
+    parts = (f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return ", ".join(parts)
 
 
-def _label(params: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in params.items()
-        if k != "_tasks"
-    )
+def _legend(axes: Axes) -> None:
+    """A legend, when something was drawn (matplotlib warns about an empty one)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small")
 
 
 def _figure(width: float = 8.0) -> Figure:

@@ -12,13 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelops.analysis._aggregate import resolve_job
 from modelops.analysis._plots import plot_loss, plot_output
 from modelops.analysis._score import load_scored_targets, load_scores
+from modelops.store import job_status, resolve_job
 
 if TYPE_CHECKING:
-    from modelops.api import JobHandle
-    from modelops.store import ResultStore
+    from modelops.store import JobLike, ResultStore
 
 __all__ = ["write_report"]
 
@@ -31,7 +30,7 @@ _STYLE = (
 
 
 def write_report(
-    job: JobHandle | str,
+    job: JobLike | str,
     path: Path | str | None = None,
     *,
     store: ResultStore | Path | str | None = None,
@@ -41,8 +40,6 @@ def write_report(
 
     The loss table and plots appear when the job has been scored (see :func:`score`).
     """
-    from modelops.api import job_status
-
     result_store, job_id = resolve_job(job, store)
     status = job_status(result_store, job_id)
     scores = load_scores(result_store, job_id)

@@ -1,33 +1,40 @@
 """Scoring: each parameter set's loss against every target, and their weighted total.
 
 The loss table has one row per ``param_id``: the parameter values, ``loss_<target>`` per
-target, ``loss`` (the weighted total), ``n_replicates`` (replicates with results),
-``n_tasks`` (replicates the job asked for) and ``failed`` (true when a replicate failed or
-has no results: the losses then cover fewer replicates and should not be trusted as-is).
-It is sorted best (lowest total) first and written to ``<job dir>/scores.parquet``, with the
-targets used in ``scores_targets.json`` beside it.
+target, ``loss`` (the weighted total), ``missing_points``, ``n_replicates`` (replicates with
+results), ``n_tasks`` (replicates the job asked for) and ``failed`` (true when a replicate
+failed or has no results: the losses then cover fewer replicates and should not be trusted
+as-is). It is sorted best (lowest total) first and written to ``<job dir>/scores.parquet``,
+with the targets used in ``scores_targets.json`` beside it.
+
+Missing points. ``missing_points`` counts, over all targets, the observed points for which no
+replicate of the set has a simulated value. A set with a missing point for a target gets a
+null loss for that target and a null total, so it sorts after every fully scored set: a loss
+over fewer points is not comparable (a sum such as ``poisson_nll`` would even come out
+lower). A point that only some replicates simulated still counts: the loss sees NaN in the
+other replicates, and the built-in losses use the replicates that have a value.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from modelops.analysis._aggregate import job_parameters, resolve_job
 from modelops.analysis._losses import resolve_loss
 from modelops.analysis._targets import Target, targets_from_dicts
+from modelops.store import read_job, resolve_job
 from modelops_contracts import ContractViolationError
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from modelops.api import JobHandle
-    from modelops.store import ResultStore
+    from modelops.store import JobLike, ResultStore
 
 __all__ = ["SCORES_FILE", "TARGETS_FILE", "load_scored_targets", "load_scores", "score"]
 
@@ -35,14 +42,25 @@ SCORES_FILE = "scores.parquet"
 TARGETS_FILE = "scores_targets.json"
 
 
+@dataclass(frozen=True)
+class _SetScore:
+    """One parameter set against one target."""
+
+    loss: float | None  # None when a point is missing
+    replicates: int  # replicates with a value for some observed point
+    missing: int  # observed points no replicate simulated
+
+
 def score(
-    job: JobHandle | str,
+    job: JobLike | str,
     targets: Sequence[Target],
     *,
     store: ResultStore | Path | str | None = None,
     write: bool = True,
 ) -> pl.DataFrame:
     """Score every parameter set of ``job`` against ``targets``; the loss table, best first.
+
+    Sets with missing points (see the module docstring) get a null loss and sort last.
 
     Raises:
         ContractViolationError: no targets, a target's column is missing, or a user loss
@@ -54,32 +72,30 @@ def score(
     if not targets:
         raise ContractViolationError("scoring needs at least one target")
     result_store, job_id = resolve_job(job, store)
-    sets = job_parameters(result_store, job_id)
+    sim_job = read_job(result_store, job_id)
+    sets = sim_job.parameter_sets()
+    tasks = sim_job.replicate_counts()
+    names = sim_job.parameter_names()
     failed_sets = {f.param_id for f in result_store.ledger.failures(job_id)}
-    losses: dict[str, dict[str, float]] = {pid: {} for pid in sets}
-    replicates: dict[str, int] = dict.fromkeys(sets, 0)
-    for target in targets:
-        for pid, (value, n) in _target_losses(result_store, job_id, target).items():
-            losses.setdefault(pid, {})[target.name] = value
-            replicates[pid] = max(replicates.get(pid, 0), n)
-    names = list(dict.fromkeys(k for v in sets.values() for k in v if k != "_tasks"))
+    scores = [_target_scores(result_store, job_id, t, sets) for t in targets]
     rows = []
     for pid, params in sets.items():
-        per_target = {f"loss_{t.name}": losses[pid].get(t.name) for t in targets}
-        parts = [losses[pid].get(t.name) for t in targets]
+        parts = [by_set[pid] for by_set in scores]
+        losses = [part.loss for part in parts]
         total: float | None = None
-        if all(p is not None and not np.isnan(p) for p in parts):
-            total = sum(t.weight * float(p or 0.0) for t, p in zip(targets, parts, strict=True))
-        n = replicates.get(pid, 0)
+        if all(loss is not None and not np.isnan(loss) for loss in losses):
+            total = sum(t.weight * float(v or 0.0) for t, v in zip(targets, losses, strict=True))
+        n = max(part.replicates for part in parts)
         rows.append(
             {
                 "param_id": pid,
-                **{name: params.get(name) for name in names},
-                **per_target,
+                **{name: params.params.get(name) for name in names},
+                **{f"loss_{t.name}": v for t, v in zip(targets, losses, strict=True)},
                 "loss": total,
+                "missing_points": sum(part.missing for part in parts),
                 "n_replicates": n,
-                "n_tasks": params["_tasks"],
-                "failed": pid in failed_sets or n < params["_tasks"],
+                "n_tasks": tasks[pid],
+                "failed": pid in failed_sets or n < tasks[pid],
             }
         )
     table = pl.DataFrame(rows, infer_schema_length=None).sort(["loss", "param_id"], nulls_last=True)
@@ -104,15 +120,15 @@ def load_scored_targets(store: ResultStore, job_id: str) -> list[Target]:
     path = store.job_dir(job_id) / TARGETS_FILE
     if path.exists():
         return targets_from_dicts(json.loads(path.read_text(encoding="utf-8")))
-    from modelops_contracts import SimJob
-
-    spec = SimJob.from_json(store.read_job_file(job_id)).target_spec or {}
+    spec = read_job(store, job_id).target_spec or {}
     declared = spec.get("targets") or []
     return targets_from_dicts(declared, base=Path(spec.get("base", ".")))
 
 
-def _target_losses(store: ResultStore, job_id: str, target: Target) -> dict[str, tuple[float, int]]:
-    """``{param_id: (loss, replicates)}`` for one target."""
+def _target_scores(
+    store: ResultStore, job_id: str, target: Target, param_ids: Iterable[str]
+) -> dict[str, _SetScore]:
+    """Each parameter set's score against one target (every id in ``param_ids`` present)."""
     import polars as pl
 
     observed = target.read_observed().with_row_index("_point")
@@ -138,20 +154,22 @@ def _target_losses(store: ResultStore, job_id: str, target: Target) -> dict[str,
     trials = observed[target.trials].cast(pl.Float64).to_numpy() if target.trials else None
     fn = resolve_loss(target.loss)
     wants_trials = target.trials is not None and len(inspect.signature(fn).parameters) >= 3
-    result: dict[str, tuple[float, int]] = {}
+    unsimulated = _SetScore(loss=None, replicates=0, missing=len(y))
+    result = dict.fromkeys(param_ids, unsimulated)
     for (pid,), group in joined.partition_by("param_id", as_dict=True).items():
         tasks = group["task_id"].unique(maintain_order=True).to_list()
         matrix = np.full((len(tasks), len(y)), np.nan)
         row = {task: i for i, task in enumerate(tasks)}
         rows = np.array([row[t] for t in group["task_id"].to_list()], dtype=np.int64)
         matrix[rows, group["_point"].to_numpy()] = group[target.value].to_numpy()
-        keep = ~np.all(np.isnan(matrix), axis=0)  # points this parameter set simulated
-        args = [y[keep], matrix[:, keep]]
-        if wants_trials and trials is not None:
-            args.append(trials[keep])
+        gaps = int(np.all(np.isnan(matrix), axis=0).sum())  # points no replicate simulated
+        if gaps:
+            result[str(pid)] = _SetScore(loss=None, replicates=len(tasks), missing=gaps)
+            continue
+        args = [y, matrix, *([trials] if wants_trials and trials is not None else [])]
         value = fn(*args)
         try:
-            result[str(pid)] = (float(value), len(tasks))
+            result[str(pid)] = _SetScore(float(value), len(tasks), 0)
         except (TypeError, ValueError):
             raise ContractViolationError(
                 f"loss {target.loss!r} returned {value!r}, not a number"

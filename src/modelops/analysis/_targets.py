@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.analysis._losses import resolve_loss
-from modelops_contracts import ContractViolationError
+from modelops_contracts import ContractViolationError, restore_on_key
 
 if TYPE_CHECKING:
     import polars as pl
@@ -98,9 +98,7 @@ def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) 
         where = f"target {item.get('name', index)!r}" if isinstance(item, Mapping) else ""
         if not isinstance(item, Mapping):
             raise ContractViolationError(f"target {index} must be a mapping, got {item!r}")
-        # YAML 1.1 reads a bare ``on:`` key as the boolean true
-        keys: dict[Any, Any] = dict(item)
-        item = {("on" if key is True else str(key)): value for key, value in keys.items()}
+        item = restore_on_key(item)  # YAML 1.1 reads a bare ``on:`` key as true
         unknown = sorted(set(item) - _FIELDS)
         if unknown:
             raise ContractViolationError(f"{where}: unknown field(s) {', '.join(unknown)}")

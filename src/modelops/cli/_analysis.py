@@ -9,6 +9,7 @@ import typer
 
 from modelops.cli._app import command, fail
 from modelops.cli._jobs import StoreOption
+from modelops_contracts.errors import ContractViolationError
 
 
 @command("score")
@@ -25,8 +26,8 @@ def score_command(
     import polars as pl
 
     from modelops.analysis import load_targets, score
-    from modelops.analysis._aggregate import resolve_job
     from modelops.analysis._score import SCORES_FILE, load_scored_targets
+    from modelops.store import resolve_job
 
     result_store, job_id = resolve_job(job, store)
     chosen = load_targets(targets) if targets else load_scored_targets(result_store, job_id)
@@ -38,6 +39,12 @@ def score_command(
     flagged = int(table["failed"].sum())
     if flagged:
         typer.echo(f"{flagged} parameter set(s) have failed replicates (failed = true)")
+    missing = int((table["missing_points"] > 0).sum())
+    if missing:
+        typer.echo(
+            f"{missing} parameter set(s) have missing points: observed points no replicate "
+            "simulated (missing_points > 0); their loss is null and they sort last"
+        )
     typer.echo(f"wrote {result_store.job_dir(job_id) / SCORES_FILE}")
 
 
@@ -63,14 +70,19 @@ def plot_command(
 ) -> None:
     """Draw OUTPUT's --y against --x (mean and 5-95% band), or with --loss the loss plot."""
     from modelops.analysis import load_targets, plot_loss, plot_output
-    from modelops.analysis._aggregate import resolve_job
+    from modelops.store import resolve_job
 
     result_store, job_id = resolve_job(job, store)
     plots = result_store.job_dir(job_id) / "plots"
     if loss:
         if output is not None:
             raise fail("give either OUTPUT with --x and --y, or --loss")
-        path = plot_loss(job_id, out_file or plots / "loss.png", store=result_store)
+        try:
+            path = plot_loss(job_id, out_file or plots / "loss.png", store=result_store)
+        except ContractViolationError as err:
+            if err.field != "scores":
+                raise
+            raise fail(f"{err} (run 'mops score {job_id}')") from None
     else:
         if output is None or x is None or y is None:
             raise fail("plot needs OUTPUT --x COLUMN --y COLUMN (or --loss)")

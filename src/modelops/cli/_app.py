@@ -1,4 +1,9 @@
-"""The Typer application and the one place CLI errors become exit codes."""
+"""The Typer application and the one place CLI errors become exit codes.
+
+Only the user's errors become an ``error:`` line and exit 2: :class:`ContractViolationError`
+(bad values) and :class:`ModelOpsError` (everything else a user can act on). Any other exception
+is a bug in ModelOps or in the model code it called, and ends with its traceback.
+"""
 
 from __future__ import annotations
 
@@ -43,14 +48,18 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 
 
 def command(*args: Any, app: typer.Typer = app, **kwargs: Any) -> Callable[[F], F]:
-    """Register a command whose contract and ModelOps errors end as one line and exit 2."""
+    """Register a command whose contract and ModelOps errors end as one line and exit 2.
+
+    Other exceptions (a plain ``ValueError`` included) are not caught: they are bugs, and their
+    traceback is what a bug report needs.
+    """
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*a: Any, **kw: Any) -> Any:
             try:
                 return fn(*a, **kw)
-            except (ContractViolationError, ModelOpsError, ValueError) as err:
+            except (ContractViolationError, ModelOpsError) as err:
                 raise fail(str(err)) from None
             except KeyboardInterrupt:
                 raise fail("interrupted", EXIT_INTERRUPTED) from None
@@ -61,8 +70,8 @@ def command(*args: Any, app: typer.Typer = app, **kwargs: Any) -> Callable[[F], 
     return decorate
 
 
-def run_app(args: list[str] | None = None) -> int:
-    """Run ``mops`` and return its exit code.
+def run_app(args: list[str] | None = None, *, app: typer.Typer = app) -> int:
+    """Run ``mops`` (or another ``app`` built with :func:`command`) and return its exit code.
 
     Usage errors (an unknown option, ``--workers 0``) end like every other bad input: one
     ``error:`` line on stderr and exit 2, not a multi-line usage box.

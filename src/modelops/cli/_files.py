@@ -10,7 +10,7 @@ import typer
 
 from modelops.cli._app import command
 from modelops_contracts.errors import ContractViolationError
-from modelops_contracts.legacy import migrate_document
+from modelops_contracts.migration import migrate_document
 from modelops_contracts.schema import write_schemas
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from modelops.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, command, fail
+from modelops_contracts.errors import ContractViolationError
 
 StoreOption = Annotated[
     Path | None,
@@ -58,22 +59,19 @@ def run_command(
 
     from modelops.api import compile_study, default_store, run
     from modelops.cli._progress import ProgressDisplay
-    from modelops.engine import Progress
-    from modelops.services._base import ChunkBackend
+    from modelops.engine import Progress, RunOptions
+    from modelops.services import backend_for
 
     store_root = store or default_store()
-    backend: ChunkBackend
-    if scheduler:
-        from modelops.services.dask import DaskSimulationService
-
-        local = scheduler == "local"
-        backend = DaskSimulationService(
-            None if local else scheduler, workers=workers if local else None, local=local
-        )
-    else:
-        from modelops.services.local import LocalSimulationService
-
-        backend = LocalSimulationService(workers)
+    options = RunOptions(
+        retries=retries, task_timeout=task_timeout, fail_fast=fail_fast, use_cache=not no_cache
+    )
+    try:
+        backend = backend_for(scheduler=scheduler or None, workers=workers)
+    except ContractViolationError as err:
+        if err.field != "workers":
+            raise
+        raise fail(f"--workers: {err}") from None
     backend.warm_up()  # workers boot while the study compiles
     try:
         job = compile_study(spec, bundle, store=store_root, job_id=job_id, base=study.parent)
@@ -94,11 +92,7 @@ def run_command(
             job,
             bundle=bundle,
             store=store_root,
-            workers=workers,
-            retries=retries,
-            task_timeout=task_timeout,
-            fail_fast=fail_fast,
-            use_cache=not no_cache,
+            options=options,
             backend=backend,
             on_progress=progress,
         )
@@ -166,6 +160,7 @@ def status_command(
 def jobs_command(store: StoreOption = None) -> None:
     """List the jobs in the store."""
     from modelops.api import open_existing_store
+    from modelops.store import job_state
 
     result_store = open_existing_store(store)
     jobs = result_store.ledger.list_jobs()
@@ -173,9 +168,8 @@ def jobs_command(store: StoreOption = None) -> None:
         typer.echo("no jobs")
         return
     typer.echo(f"{'job':<24} {'state':<12} {'tasks':>8} {'done':>8} {'failed':>7}  created")
-    live = result_store.run_in_progress()
     for record in jobs:
-        state = "interrupted" if record.state == "running" and not live else record.state
+        state = job_state(result_store, record)
         counts = result_store.ledger.counts(record.job_id)
         done = counts["done"] + counts["cached"]
         failed = counts["failed"] + counts["timeout"]
@@ -281,7 +275,7 @@ def cancel_command(
     """Ask a running job to stop; finished tasks stay done, and re-running resumes."""
     from modelops.api import job_status, open_existing_store
 
-    result_store = open_existing_store(store)
+    result_store = open_existing_store(store, readonly=False)
     state = job_status(result_store, job)["state"]
     if state != "running":
         raise fail(f"job {job} is not running (state: {state})")

@@ -8,14 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelops.cli._app import command
+from modelops.cli._app import command, fail
 from modelops_contracts.errors import ContractViolationError
 
 if TYPE_CHECKING:
     from modelops.sampling import ParameterSpace
     from modelops_contracts import SimulationStudy
-
-_SPACE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @command("sample")
@@ -51,14 +49,24 @@ def sample_command(
 
     The same arguments and --seed give the same file, byte for byte; `mops run` takes it as is.
     """
-    from modelops.sampling import SAMPLERS, SobolSampleSizeWarning
+    from modelops.sampling import SAMPLERS, SobolSampleSizeWarning, load_space, parse_fixes
 
     sampler = SAMPLERS.get(method)
     if sampler is None:
         raise ContractViolationError(
             f"METHOD must be one of {', '.join(SAMPLERS)}, got {method!r}", field="method"
         )
-    space = _load_space(source, bundle, scenario, model).with_fixed(_parse_fixes(fix or []))
+    try:
+        space = load_space(source, bundle, model=model, scenario=scenario)
+    except ContractViolationError as err:
+        if err.field != "model":
+            raise
+        raise fail(f"--model: {err}") from None
+    try:
+        fixed = parse_fixes(fix or [])
+    except ContractViolationError as err:
+        raise fail(f"--fix: {err}") from None
+    space = space.with_fixed(fixed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SobolSampleSizeWarning)
         study = sampler(space, n, seed=seed, replicates=replicates, scenario=scenario, model=model)
@@ -71,43 +79,6 @@ def sample_command(
         output.write_text(text, encoding="utf-8")
     for line in _summary(study, space, output, bundle):
         typer.echo(line, err=output is None)
-
-
-def _load_space(source: str, bundle: Path, scenario: str, model: str | None) -> ParameterSpace:
-    from modelops.sampling import ParameterSpace
-
-    if source.lower().endswith(_SPACE_SUFFIXES) or Path(source).is_file():
-        if model is None:
-            raise ContractViolationError(
-                "--model: a space file needs the model's import path", field="model"
-            )
-        return ParameterSpace.from_file(source)
-    from modelops.runtime.loader import load_entrypoint
-
-    runner = load_entrypoint(bundle, f"{source}/{scenario}")
-    if not runner.parameters:
-        raise ContractViolationError(
-            f"{source} declares no parameters to sample; write a space file", field="model"
-        )
-    return ParameterSpace.from_parameters(runner.parameters, model=source)
-
-
-def _parse_fixes(fixes: list[str]) -> dict[str, int | float]:
-    values: dict[str, int | float] = {}
-    for item in fixes:
-        name, sep, text = item.partition("=")
-        if not sep or not name.strip():
-            raise ContractViolationError(f"--fix takes name=value, got {item!r}", field="fix")
-        try:
-            values[name.strip()] = int(text)
-        except ValueError:
-            try:
-                values[name.strip()] = float(text)
-            except ValueError:
-                raise ContractViolationError(
-                    f"--fix {name.strip()}: value must be a number, got {text!r}", field="fix"
-                ) from None
-    return values
 
 
 def _is_json(output: Path | None) -> bool:

@@ -6,10 +6,14 @@
 
     study = lhs(ParameterSpace.from_model(SIR).with_fixed({"population": 10_000}), 16, seed=1)
     study.to_yaml()  # a study file `mops run` takes as is
+
+:func:`load_space` and :func:`parse_fixes` read a space and fixed values from user text (a
+Model path or a space file; ``name=value`` items).
 """
 
 from __future__ import annotations
 
+from modelops.sampling._load import load_space, parse_fixes
 from modelops.sampling._samplers import (
     MAX_SETS,
     SAMPLERS,
@@ -28,6 +32,8 @@ __all__ = [
     "SobolSampleSizeWarning",
     "grid",
     "lhs",
+    "load_space",
+    "parse_fixes",
     "random",
     "sobol",
 ]

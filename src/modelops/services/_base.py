@@ -3,59 +3,107 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from modelops.runtime.spec import ChunkSpec
+from modelops.services._events import (
+    ChunkDone,
+    ChunkEvent,
+    ChunkRaised,
+    RemoteError,
+    TaskTimedOut,
+    WorkerDied,
+)
+from modelops_contracts.errors import BundleError
 
-__all__ = ["ChunkBackend", "ChunkEvent"]
+if TYPE_CHECKING:
+    from modelops.services._port import TaskPort
+    from modelops_contracts import SimReturn, SimTask
+
+__all__ = [
+    "BackendCapabilities",
+    "ChunkBackend",
+    "ChunkDone",
+    "ChunkEvent",
+    "ChunkRaised",
+    "RemoteError",
+    "TaskTimedOut",
+    "WorkerDied",
+]
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkEvent:
-    """How one submitted chunk ended.
+class BackendCapabilities:
+    """What a backend can do, declared once so that callers never guess from its type.
 
-    ``done``: ``value`` is the :class:`~modelops.runtime.ChunkResult`. ``error``: the chunk
-    runner itself raised; ``value`` is ``(type name, message, traceback)``. ``died``: the worker
-    process vanished; ``position`` is the task it was running, if known. ``timeout``: the task at
-    ``position`` ran past its limit and its worker was killed.
+    Attributes:
+        enforces_timeouts: a task running past ``task_timeout`` is killed and reported as
+            :class:`TaskTimedOut`; when false the limit is ignored and the task runs to its end.
+        isolates_crashes: a task that kills its process (``os._exit``, a segfault, the OOM
+            killer) ends its chunk with :class:`WorkerDied`; when false it kills the caller.
+        needs_shared_filesystem: workers read the chunk's ``bundle_dir`` and ``log_path`` from
+            the driver's filesystem; when false the backend ships the bundle and carries the
+            log back itself.
+        chunks_per_worker: how many chunks :meth:`ChunkBackend.free_slots` lets each worker
+            hold at once (one running, the rest queued behind it).
     """
 
-    ticket: int
-    kind: Literal["done", "error", "died", "timeout"]
-    value: Any = None
-    position: int | None = None
-    worker: str = ""
-    exitcode: int | None = None
+    enforces_timeouts: bool
+    isolates_crashes: bool
+    needs_shared_filesystem: bool
+    chunks_per_worker: int = 1
 
 
 class ChunkBackend(ABC):
-    """Runs chunks of tasks on workers; what the engine drives.
+    """Runs chunks of tasks on workers; what the engine and the task-level port drive.
 
     Contract:
-      * At most :meth:`free_slots` chunks may be submitted before the next :meth:`poll`. A
-        backend allows a small fixed number of chunks per worker in flight (one for the local
-        pool; two on Dask, where a queued chunk hides the scheduler round trip), which bounds
-        the engine's memory by the window, never by the job.
-      * Every submitted chunk produces exactly one :class:`ChunkEvent`, in completion order.
+      * :attr:`capabilities` says what the backend enforces (timeouts, crash isolation) and
+        needs (a shared filesystem); behaviour outside it is undefined, never silently emulated.
+      * At most :meth:`free_slots` chunks may be submitted before the next :meth:`poll`;
+        ``free_slots`` never exceeds ``capabilities.chunks_per_worker * workers``, which bounds
+        the caller's memory by the window, never by the job.
+      * Every submitted chunk produces exactly one :data:`ChunkEvent`, in completion order:
+        :class:`ChunkDone` (its ``value`` a :class:`~modelops.runtime.ChunkResult`, outcomes in
+        task order), :class:`ChunkRaised`, :class:`WorkerDied` or :class:`TaskTimedOut`, the
+        last two with the ``position`` of the running task when the worker could tell.
       * A worker that dies or times out is replaced; the backend never retries by itself (the
-        engine decides, per task, from the event's ``position``).
-      * Workers import the model from :meth:`bundle_dir`, an immutable snapshot of the bundle.
+        caller decides, per task, from the event's ``position``).
+      * Workers import the model from :meth:`bundle_dir`, an immutable snapshot of the bundle;
+        :meth:`start` may be called again for another bundle, and chunks already submitted keep
+        the snapshot they were built with.
+      * After :meth:`close`, :meth:`start` brings the backend up again.
+
+    :meth:`submit`, :meth:`submit_batch` and :meth:`gather` make every backend a
+    ``SimulationService``; they delegate to a :class:`~modelops.services.TaskPort` created on
+    first use, which finds bundle snapshots in the store the backend was given.
     """
 
+    capabilities: ClassVar[BackendCapabilities]
     workers: int
+    _store_root: Path | None = None
+    _port: TaskPort | None = None
 
     @abstractmethod
-    def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
-        """Bring workers up and make the bundle snapshot available to them."""
+    def start(
+        self, *, bundle_ref: str, bundle_zip: Path, cache_dir: Path, log_path: Path | None
+    ) -> None:
+        """Bring workers up and make the bundle snapshot available to them.
+
+        ``bundle_zip`` is the stored snapshot; ``cache_dir`` is where snapshots are extracted
+        for workers that share the driver's filesystem; ``log_path`` is the job log, if any.
+        """
 
     def warm_up(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Begin starting workers early (optional); :meth:`start` must still be called."""
 
     @abstractmethod
     def bundle_dir(self) -> str:
-        """Directory the workers import the model from (valid on the workers)."""
+        """Directory the workers import the last started bundle from (valid on the workers)."""
 
     @abstractmethod
     def free_slots(self) -> int:
@@ -82,3 +130,48 @@ class ChunkBackend(ABC):
     def description(self) -> str:
         """One line saying where tasks run (shown by ``mops run``)."""
         return f"{type(self).__name__} with {self.workers} workers"
+
+    # -- SimulationService, through a task-level port ----------------------------------------
+
+    def submit(self, task: SimTask) -> Future[SimReturn]:
+        """Schedule one task (see :meth:`TaskPort.submit`).
+
+        Raises:
+            BundleError: the backend was created without a store, or the store lacks the
+                task's bundle snapshot.
+        """
+        return self._task_port().submit(task)
+
+    def submit_batch(self, tasks: Sequence[SimTask]) -> list[Future[SimReturn]]:
+        """Schedule tasks (see :meth:`TaskPort.submit_batch`).
+
+        Raises:
+            BundleError: as :meth:`submit`.
+        """
+        if not tasks:
+            return []
+        return self._task_port().submit_batch(tasks)
+
+    def gather(self, futures: Sequence[Future[SimReturn]]) -> list[SimReturn]:
+        """Wait for ``futures`` from :meth:`submit_batch`; results in the same order."""
+        if not futures:
+            return []
+        return self._task_port().gather(futures)
+
+    def _drop_port(self) -> None:
+        """For :meth:`close`: the port's unfinished tasks get an error result, not a hang."""
+        port, self._port = self._port, None
+        if port is not None:
+            port.cancel(f"{type(self).__name__} was closed before the task finished")
+
+    def _task_port(self) -> TaskPort:
+        if self._port is None:
+            if self._store_root is None:
+                raise BundleError(
+                    f"{type(self).__name__} needs a store to find bundle snapshots",
+                    hint="create it with store=..., or run the job with modelops.run()",
+                )
+            from modelops.services._port import TaskPort
+
+            self._port = TaskPort(self, store=self._store_root)
+        return self._port

@@ -15,35 +15,25 @@ import itertools
 import multiprocessing
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
 from distributed import WorkerPlugin, get_worker
 
 from modelops.bundle import digest_of, materialize
 from modelops.runtime.chunk import ChunkSpec
+from modelops.services._events import ChunkEvent, WorkerDied
 from modelops.services._pool import WorkerPool
 from modelops.services._worker import PRELOAD, init_worker, run_in_worker
 
 if TYPE_CHECKING:
     from distributed import Worker
 
-__all__ = ["BUNDLE_MARKER", "BundlePlugin", "ChunkOutcome", "abort_chunks", "run_chunk_on_worker"]
+__all__ = ["BUNDLE_MARKER", "BundlePlugin", "abort_chunks", "run_chunk_on_worker"]
 
 BUNDLE_MARKER = "modelops-dask-bundle:"
 """``ChunkSpec.bundle_dir`` prefix: the worker swaps ``<marker><digest>`` for its local copy."""
 
 _ABORT_CHECK = 0.25  # seconds between checks whether the driver asked to abort the chunk
-
-
-class ChunkOutcome(NamedTuple):
-    """What the chunk function returns: a chunk event without its ticket, plus the chunk's log."""
-
-    kind: str
-    value: Any
-    position: int | None
-    worker: str
-    exitcode: int | None
-    log: str
 
 
 @dataclasses.dataclass(eq=False)
@@ -62,6 +52,7 @@ _idle: list[_Child] = []
 _busy: list[_Child] = []
 _starting = [0]  # children being started by the warm-up
 _bundles: dict[str, Path] = {}
+_aborted: set[str] = set()  # driver runs that asked to stop: a chunk of theirs starting late ends
 _children = itertools.count()
 
 
@@ -135,6 +126,8 @@ def _acquire(token: str) -> _Child:
     child.token, child.abort = token, threading.Event()
     with _lock:
         _busy.append(child)
+        if token in _aborted:
+            child.abort.set()
     return child
 
 
@@ -177,15 +170,22 @@ def _take_log(path: Path) -> str:
     return text
 
 
-def run_chunk_on_worker(spec: ChunkSpec, task_timeout: float | None, token: str) -> ChunkOutcome:
-    """Run ``spec`` in a child process of this worker and say how it ended.
+def run_chunk_on_worker(
+    spec: ChunkSpec, task_timeout: float | None, token: str, ticket: int
+) -> tuple[ChunkEvent, str]:
+    """Run ``spec`` in a child process of this worker; returns its event and the chunk's log.
 
-    A crash or timeout of the child is an outcome (``died``/``timeout`` with the position of the
-    task it was running), not an exception: the Dask worker itself stays up, so Dask never
-    retries the chunk on another worker because of the model. ``token`` names the driver run, so
-    :func:`abort_chunks` can stop its chunks.
+    The event carries the driver's ``ticket``. A crash or timeout of the child is an event
+    (:class:`WorkerDied` or :class:`TaskTimedOut`, with the position of the task it was
+    running), not an exception: the Dask worker itself stays up, so Dask never retries the chunk
+    on another worker because of the model. ``token`` names the driver run, so
+    :func:`abort_chunks` can stop its chunks. The log is what the chunk wrote to its job log
+    here; the driver appends it to the job log there.
     """
     child = _acquire(token)
+    if child.abort.is_set():  # its run was stopped before this chunk began
+        _release(child, discard=False)
+        return WorkerDied(ticket), ""
     discard = True
     try:
         local = _local_spec(spec, child.log_path)
@@ -200,23 +200,23 @@ def run_chunk_on_worker(spec: ChunkSpec, task_timeout: float | None, token: str)
             if events:
                 break
             if child.abort.is_set():
-                return ChunkOutcome("died", None, None, "", None, "")
+                return WorkerDied(ticket), ""
         log = _take_log(child.log_path) if local.log_path is not None else ""
         discard = False
     finally:
         _release(child, discard=discard)
-    event = events[0]
-    value = tuple(event.value) if event.kind == "error" else event.value
-    return ChunkOutcome(event.kind, value, event.position, event.worker, event.exitcode, log)
+    return dataclasses.replace(events[0], ticket=ticket), log
 
 
 def abort_chunks(token: str) -> int:
     """Ask every running chunk of the driver run ``token`` to stop (``Client.run`` target).
 
     Dask cannot interrupt a running task; the chunk function sees the request within a fraction
-    of a second and kills its child process. Returns how many chunks were asked.
+    of a second and kills its child process. A chunk of that run that Dask starts later ends at
+    once. Returns how many running chunks were asked.
     """
     with _lock:
+        _aborted.add(token)
         running = [child for child in _busy if child.token == token]
     for child in running:
         child.abort.set()

@@ -3,19 +3,21 @@
 ``concurrent.futures.ProcessPoolExecutor`` is not enough for simulation runs: one dead worker
 breaks the whole executor and a stuck task cannot be killed. :class:`WorkerPool` keeps one
 ``multiprocessing`` process per worker, each on its own duplex pipe, with one chunk in flight per
-worker, and reports what happened to every chunk as a :class:`PoolEvent`:
+worker, and reports what happened to every chunk as one of the worker events of
+:mod:`modelops.services._events`:
 
-- ``done``: ``fn`` returned; ``value`` is its result.
-- ``error``: ``fn`` raised (or its result could not be pickled or unpickled); ``value`` is a
-  :class:`RemoteError`. The worker stays alive.
-- ``died``: the worker process ended while running the chunk (``os._exit``, a segfault, the OOM
-  killer); ``exitcode`` is the process exit code, negative for a signal. A fresh worker replaces it.
-- ``timeout``: the chunk's current item ran longer than ``task_timeout``; the worker was killed
-  with SIGKILL and replaced.
+- :class:`ChunkDone`: ``fn`` returned; ``value`` is its result.
+- :class:`ChunkRaised`: ``fn`` raised (or its result could not be pickled or unpickled);
+  ``error`` is a :class:`RemoteError`. The worker stays alive.
+- :class:`WorkerDied`: the worker process ended while running the chunk (``os._exit``, a
+  segfault, the OOM killer); ``exitcode`` is the process exit code, negative for a signal. A fresh
+  worker replaces it.
+- :class:`TaskTimedOut`: the chunk's current item ran longer than ``task_timeout``; the worker
+  was killed with SIGKILL and replaced.
 
 ``fn(payload, on_position)`` may call ``on_position(i)`` before each item ``i`` of its payload.
 The call writes the index and the start time to a small shared-memory array (no message), so
-``died`` and ``timeout`` events can say which item was running (``position``), and
+:class:`WorkerDied` and :class:`TaskTimedOut` can say which item was running (``position``), and
 ``task_timeout`` applies per item. A chunk that never calls it is timed as a whole.
 A chunk's clock starts when its worker takes it up, not when it is submitted, so a worker still
 running its initializer does not use up the first chunk's time.
@@ -52,7 +54,17 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.sharedctypes import RawArray
 from multiprocessing.util import Finalize
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+from modelops.services._events import (
+    ChunkDone,
+    ChunkEvent,
+    ChunkRaised,
+    RemoteError,
+    TaskTimedOut,
+    WorkerDied,
+)
+from modelops_contracts.errors import WorkerStartError
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
@@ -60,9 +72,8 @@ if TYPE_CHECKING:
 
     _Context: TypeAlias = ForkServerContext | SpawnContext | ForkContext
 
-__all__ = ["EventKind", "PoolEvent", "RemoteError", "WorkerPool", "WorkerStartError"]
+__all__ = ["TaskFn", "WorkerPool"]
 
-EventKind: TypeAlias = Literal["done", "error", "died", "timeout"]
 TaskFn: TypeAlias = Callable[[Any, Callable[[int], None]], Any]
 
 _log = logging.getLogger(__name__)
@@ -80,39 +91,6 @@ _PR_SET_PDEATHSIG = 1
 
 # Shared slot per worker: [ticket being run, position (-1 = none reported), item start time].
 _SLOT_TICKET, _SLOT_POSITION, _SLOT_START = 0, 1, 2
-
-
-class RemoteError(NamedTuple):
-    """An exception raised in a worker, as text: the type name, ``str(exc)`` and the traceback."""
-
-    type_name: str
-    message: str
-    traceback: str
-
-
-class WorkerStartError(RuntimeError):
-    """Workers cannot start: the initializer raised, or workers keep dying before they are ready.
-
-    Every worker runs the same initializer, so the pool cannot make progress; ``remote`` holds the
-    initializer's exception when there is one.
-    """
-
-    def __init__(self, message: str, *, remote: RemoteError | None = None) -> None:
-        super().__init__(message)
-        self.remote = remote
-
-
-@dataclass(frozen=True)
-class PoolEvent:
-    """What happened to a submitted chunk; exactly one event per ticket."""
-
-    ticket: int
-    tag: Any
-    kind: EventKind
-    value: Any = None
-    position: int | None = None
-    worker: str = ""
-    exitcode: int | None = None
 
 
 # --- framing: one message = header, pickled body, then out-of-band buffers ----------------------
@@ -268,7 +246,6 @@ def _watch_driver(driver_pid: int, pidfd: int | None) -> None:
 @dataclass
 class _Chunk:
     ticket: int
-    tag: Any
     task_timeout: float | None
 
 
@@ -395,7 +372,6 @@ class WorkerPool:
         payload: Any,
         *,
         task_timeout: float | None = None,
-        tag: Any = None,
     ) -> int:
         """Send ``fn(payload, on_position)`` to an idle worker and return its ticket.
 
@@ -417,8 +393,8 @@ class WorkerPool:
         worker = self._workers[index]
         ticket = next(self._tickets)
         frames = _encode("run", ticket, (fn, payload))  # a bad payload fails here, in the caller
-        worker.chunk = _Chunk(ticket, tag, task_timeout)
-        with contextlib.suppress(OSError):  # it just died: poll() reports the chunk as "died"
+        worker.chunk = _Chunk(ticket, task_timeout)
+        with contextlib.suppress(OSError):  # it just died: poll() reports it as WorkerDied
             _write(worker.conn, frames)
         return ticket
 
@@ -428,7 +404,7 @@ class WorkerPool:
             return 0
         return sum(1 for w in self._workers if w.chunk is None)
 
-    def poll(self, timeout: float | None) -> list[PoolEvent]:
+    def poll(self, timeout: float | None) -> list[ChunkEvent]:
         """Wait up to ``timeout`` seconds (``None``: no limit) for at least one event.
 
         Returns the events that are ready, or an empty list when the time is up. Returns at once
@@ -440,7 +416,7 @@ class WorkerPool:
         if self._closed:
             raise RuntimeError("the pool is shut down")
         deadline = None if timeout is None else time.monotonic() + timeout
-        events: list[PoolEvent] = []
+        events: list[ChunkEvent] = []
         while True:
             self._check_timeouts(events)
             if events:
@@ -529,13 +505,13 @@ class WorkerPool:
     def _check_idle(self, index: int) -> None:
         """Before reusing an idle worker, read what it sent and replace it if it has died."""
         worker = self._workers[index]
-        stray: list[PoolEvent] = []  # an idle worker has no chunk, so no event can come of it
+        stray: list[ChunkEvent] = []  # an idle worker has no chunk, so no event can come of it
         if worker.conn.poll():
             self._drain(worker, stray)  # EOF shows as soon as the process is gone
         elif not worker.proc.is_alive():
             self._on_death(worker, stray)
 
-    def _service(self, limit: float | None, events: list[PoolEvent]) -> None:
+    def _service(self, limit: float | None, events: list[ChunkEvent]) -> None:
         """Wait up to ``limit`` for pipes and sentinels; turn what is ready into events."""
         by_object: dict[Any, _Worker] = {}
         for worker in self._workers:
@@ -547,7 +523,7 @@ class WorkerPool:
                 continue  # already replaced in this round
             self._drain(worker, events)
 
-    def _drain(self, worker: _Worker, events: list[PoolEvent]) -> None:
+    def _drain(self, worker: _Worker, events: list[ChunkEvent]) -> None:
         """Read every message the worker has sent; if its pipe is closed, handle its death."""
         conn = worker.conn
         while True:
@@ -566,7 +542,7 @@ class WorkerPool:
         self,
         worker: _Worker,
         message: tuple[str, int, bytes, list[bytearray]],
-        events: list[PoolEvent],
+        events: list[ChunkEvent],
     ) -> None:
         kind, ticket, body, buffers = message
         if kind == "ready":
@@ -589,9 +565,12 @@ class WorkerPool:
         except Exception as exc:
             wrapped = RuntimeError(f"the result of the chunk cannot be unpickled: {exc!r}")
             kind, value = "error", _describe(wrapped)
-        events.append(PoolEvent(ticket, chunk.tag, _as_kind(kind), value, worker=worker.name))
+        if kind == "done":
+            events.append(ChunkDone(ticket, value, worker.name))
+        else:
+            events.append(ChunkRaised(ticket, value, worker.name))
 
-    def _on_death(self, worker: _Worker, events: list[PoolEvent]) -> None:
+    def _on_death(self, worker: _Worker, events: list[ChunkEvent]) -> None:
         worker.proc.join(_JOIN_AFTER_EOF)
         if worker.proc.is_alive():
             with contextlib.suppress(OSError):
@@ -601,16 +580,7 @@ class WorkerPool:
         position, _ = worker.running()
         chunk, worker.chunk = worker.chunk, None
         if chunk is not None:
-            events.append(
-                PoolEvent(
-                    chunk.ticket,
-                    chunk.tag,
-                    "died",
-                    position=position,
-                    worker=worker.name,
-                    exitcode=exitcode,
-                )
-            )
+            events.append(WorkerDied(chunk.ticket, position, worker.name, exitcode))
         _log.debug("worker %s exited with %s; replacing it", worker.name, exitcode)
         self._replace(self._workers.index(worker))
         if worker.ready_after is None:
@@ -622,7 +592,7 @@ class WorkerPool:
                     f"(last exit code {exitcode})"
                 )
 
-    def _check_timeouts(self, events: list[PoolEvent]) -> None:
+    def _check_timeouts(self, events: list[ChunkEvent]) -> None:
         now = time.monotonic()
         for worker in list(self._workers):
             chunk = worker.chunk
@@ -638,16 +608,7 @@ class WorkerPool:
             with contextlib.suppress(OSError):
                 worker.proc.kill()
             worker.proc.join(_JOIN_AFTER_KILL)
-            events.append(
-                PoolEvent(
-                    chunk.ticket,
-                    chunk.tag,
-                    "timeout",
-                    position=position,
-                    worker=worker.name,
-                    exitcode=worker.proc.exitcode,
-                )
-            )
+            events.append(TaskTimedOut(chunk.ticket, position, worker.name, worker.proc.exitcode))
             worker.chunk = None
             self._replace(self._workers.index(worker))
 
@@ -664,9 +625,3 @@ class WorkerPool:
             else:
                 waits.append(max(0.0, start + chunk.task_timeout - now) + 0.001)
         return min(waits) if waits else None
-
-
-def _as_kind(kind: str) -> EventKind:
-    if kind == "done":
-        return "done"
-    return "error"

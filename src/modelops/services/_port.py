@@ -1,27 +1,54 @@
-"""The ``SimulationService`` port (submit, submit_batch, gather) built on chunk backends.
+"""The task-level port: ``SimulationService`` (submit, submit_batch, gather) over a chunk backend.
 
 Notebook users and :class:`~modelops.client.JobSubmissionClient`-style code get one
-:class:`~modelops_contracts.SimReturn` per task, tables as Arrow IPC bytes; no store involved.
+:class:`~modelops_contracts.SimReturn` per task, tables as Arrow IPC bytes; no ledger involved.
+The port holds a backend rather than being one, and decides as the engine does: chunks are
+sized by :class:`~modelops.services._policy.ChunkSizer` and a lost chunk is blamed by
+:class:`~modelops.services._policy.AttemptTracker`.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
 from modelops.bundle import BundleStore
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
-from modelops.services._base import ChunkBackend, ChunkEvent
-from modelops_contracts import BundleError, ErrorInfo, SimReturn, SimTask
+from modelops.services._events import ChunkDone, ChunkEvent, ChunkRaised, TaskTimedOut, WorkerDied
+from modelops.services._policy import AttemptTracker, ChunkSizer
+from modelops_contracts import ContractViolationError, ErrorInfo, SimReturn, SimTask
 
-__all__ = ["ServicePort"]
+if TYPE_CHECKING:
+    from modelops.services._base import ChunkBackend
 
-# tasks, their futures, and the bundle snapshot they run from (fixed when submitted)
-_Batch = tuple[list[SimTask], list["Future[SimReturn]"], str]
+__all__ = ["TaskPort"]
+
+_Item: TypeAlias = "tuple[SimTask, Future[SimReturn]]"
+_Key: TypeAlias = "tuple[str, str, tuple[str, ...] | None, str | None]"
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What every task of a chunk shares: the snapshot it runs from and what it runs."""
+
+    bundle_dir: str
+    entrypoint: str
+    outputs: tuple[str, ...] | None
+    config: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Chunk:
+    head: _Head
+    items: list[_Item]
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -66,106 +93,211 @@ def _returns(tasks: list[SimTask], result: ChunkResult) -> list[SimReturn]:
     return out
 
 
-class ServicePort(ChunkBackend):
-    """Implements the port on top of the abstract chunk methods of a backend.
+def _key(task: SimTask) -> _Key:
+    """Tasks with equal keys can share a chunk (config compared by its canonical JSON)."""
+    config = None if task.config is None else json.dumps(task.config, sort_keys=True)
+    return task.bundle_ref, task.entrypoint, task.outputs, config
 
-    A task whose worker dies or times out gets an error ``SimReturn`` (``retryable`` for a death);
-    the other tasks of its chunk run again. Tasks are grouped into one chunk per worker.
+
+class TaskPort:
+    """A ``SimulationService`` built on a :class:`~modelops.services.ChunkBackend`.
+
+    A batch is grouped by (bundle, entrypoint, outputs, config) before it is cut into chunks,
+    so tasks of several scenarios, configs or bundles each run as themselves; the backend is
+    started for each bundle the batch uses, from the snapshots in ``store``. A task whose worker
+    died runs again (alone) up to ``retries`` times, then gets a ``WorkerDied`` error result
+    (``retryable``); a death the worker cannot place charges every task of its chunk. A task past
+    ``task_timeout`` gets a ``TaskTimeout`` error result, where the backend enforces timeouts.
+    The other tasks of a lost chunk run again, uncharged.
+
+    Not thread-safe: submit and gather from one thread. Work progresses only inside
+    :meth:`submit_batch` and :meth:`gather`.
+
+    Args:
+        backend: the chunk backend to run on (the port does not close it).
+        store: store root holding the bundle snapshots (``<store>/bundles``); they are extracted
+            under ``<store>/cache/bundles`` for backends that share the filesystem.
+        retries: how many times a task whose worker died may run again.
+        task_timeout: per-task limit in seconds (``None``: no limit).
+        target_chunk_seconds: about how long a chunk should run.
+        max_chunk: the largest chunk, in tasks.
     """
 
-    _port_queue: deque[_Batch]
-    _port_tickets: dict[int, _Batch]
-    _store_root: Path | None
-
-    def bundle_ready(self, bundle_ref: str) -> bool:
-        """True when the workers already import from the snapshot ``bundle_ref``."""
-        return False
-
-    def prepare_bundle(self, bundle_ref: str) -> None:
-        """Make ``bundle_ref`` importable on the workers (port use, outside the engine).
-
-        Raises:
-            BundleError: the service has no store, or the store lacks the snapshot.
-        """
-        if self.bundle_ready(bundle_ref):
-            return
-        if self._store_root is None:
-            raise BundleError(
-                f"{type(self).__name__} needs a store to find bundle snapshots",
-                hint="pass store=... or run the job with modelops.run()",
-            )
-        zip_path = BundleStore(self._store_root).path(bundle_ref)
-        self.start(bundle_ref=bundle_ref, bundle_zip=zip_path, log_path=None)
+    def __init__(
+        self,
+        backend: ChunkBackend,
+        *,
+        store: Path | str,
+        retries: int = 2,
+        task_timeout: float | None = None,
+        target_chunk_seconds: float = 0.5,
+        max_chunk: int = 5000,
+    ) -> None:
+        root = Path(store)
+        self.backend = backend
+        self.task_timeout = task_timeout
+        self._bundles = BundleStore(root)
+        self._cache_dir = root / "cache" / "bundles"
+        self._tracker = AttemptTracker(retries, task_timeout)
+        self._sizer = ChunkSizer(target_chunk_seconds, max_chunk)
+        self._groups: deque[tuple[_Head, deque[_Item]]] = deque()
+        self._waiting = 0  # tasks in self._groups
+        self._retry: deque[_Chunk] = deque()
+        self._in_flight: dict[int, tuple[_Chunk, float]] = {}
+        self._warm: set[str] = set()  # workers past their first chunk (start-up, model import)
 
     def submit(self, task: SimTask) -> Future[SimReturn]:
-        """Schedule one task."""
+        """Schedule one task.
+
+        Raises:
+            BundleError: the store lacks the task's bundle snapshot.
+        """
         return self.submit_batch([task])[0]
 
     def submit_batch(self, tasks: Sequence[SimTask]) -> list[Future[SimReturn]]:
-        """Schedule tasks (sharing one bundle); collect them with :meth:`gather`."""
+        """Schedule tasks (any mix of bundles, scenarios, outputs and configs).
+
+        Raises:
+            BundleError: the store lacks a bundle snapshot the tasks use, or it cannot be read.
+        """
         futures: list[Future[SimReturn]] = [Future() for _ in tasks]
         if not tasks:
             return futures
-        self.prepare_bundle(tasks[0].bundle_ref)
-        bundle_dir = self.bundle_dir()
-        if not hasattr(self, "_port_queue"):
-            self._port_queue = deque()
-            self._port_tickets = {}
-        size = max(1, -(-len(tasks) // self.workers))
-        for start in range(0, len(tasks), size):
-            self._port_queue.append(
-                (list(tasks[start : start + size]), futures[start : start + size], bundle_dir)
-            )
+        # every bundle is started before any task is queued: a missing one queues nothing
+        dirs = {ref: self._start(ref) for ref in dict.fromkeys(t.bundle_ref for t in tasks)}
+        groups: dict[_Key, deque[_Item]] = {}
+        for task, future in zip(tasks, futures, strict=True):
+            key = _key(task)
+            items = groups.get(key)
+            if items is None:
+                items = groups[key] = deque()
+                head = _Head(dirs[task.bundle_ref], task.entrypoint, task.outputs, task.config)
+                self._groups.append((head, items))
+            items.append((task, future))
+        self._waiting += len(tasks)
         self._pump(0.0)
         return futures
 
     def gather(self, futures: Sequence[Future[SimReturn]]) -> list[SimReturn]:
-        """Wait for ``futures``; results in the same order."""
-        while not all(f.done() for f in futures):
+        """Wait for ``futures``; results in the same order.
+
+        Raises:
+            ContractViolationError: some of ``futures`` can never finish here (they were not
+                submitted through this port).
+            ClusterError: a Dask backend lost its scheduler.
+        """
+        pending = [f for f in futures if not f.done()]
+        while pending:
+            if not (self._in_flight or self._groups or self._retry):
+                raise ContractViolationError(
+                    f"{len(pending)} of the futures were not submitted through this port",
+                    field="futures",
+                )
             self._pump(0.1)
+            pending = [f for f in pending if not f.done()]
         return [f.result() for f in futures]
 
+    def cancel(self, reason: str) -> None:
+        """Give every unfinished task an error result (``Cancelled``, retryable) and forget it."""
+        chunks = [chunk for chunk, _ in self._in_flight.values()]
+        chunks += self._retry
+        chunks += [_Chunk(head, list(items)) for head, items in self._groups]
+        self._in_flight.clear()
+        self._retry.clear()
+        self._groups.clear()
+        self._waiting = 0
+        info = ErrorInfo(error_type="Cancelled", message=reason, retryable=True)
+        for chunk in chunks:
+            for task, future in chunk.items:
+                future.set_result(SimReturn(task_id=task.task_id, error=info))
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _start(self, bundle_ref: str) -> str:
+        """Make the snapshot importable on the workers; returns the directory chunks name."""
+        self.backend.start(
+            bundle_ref=bundle_ref,
+            bundle_zip=self._bundles.path(bundle_ref),
+            cache_dir=self._cache_dir,
+            log_path=None,
+        )
+        return self.backend.bundle_dir()
+
     def _pump(self, timeout: float) -> None:
-        while self._port_queue and self.free_slots() > 0:
-            batch = self._port_queue.popleft()
-            tasks, _, bundle_dir = batch
-            spec = ChunkSpec(
-                bundle_dir=bundle_dir,
-                entrypoint=tasks[0].entrypoint,
-                outputs=tasks[0].outputs,
-                config=tasks[0].config,
-                tasks=[
-                    ChunkTask(i, t.task_id, t.param_id, 0, t.seed, t.params.to_dict())
-                    for i, t in enumerate(tasks)
-                ],
-            )
-            ticket = self.submit_chunk(spec, task_timeout=None)
-            self._port_tickets[ticket] = batch
-        for event in self.poll(timeout):
+        backend = self.backend
+        while backend.free_slots() > 0:
+            chunk = self._next_chunk()
+            if chunk is None:
+                break
+            self._send(chunk)
+        for event in backend.poll(timeout):
             self._settle(event)
 
-    def _settle(self, event: ChunkEvent) -> None:
-        tasks, futures, bundle_dir = self._port_tickets.pop(event.ticket)
-        if event.kind == "done":
-            for future, ret in zip(futures, _returns(tasks, event.value), strict=True):
-                future.set_result(ret)
-            return
-        if event.kind == "error":
-            error_type, message, tb = event.value
-            for task, future in zip(tasks, futures, strict=True):
-                info = ErrorInfo(error_type=error_type, message=message, traceback=tb)
-                future.set_result(SimReturn(task_id=task.task_id, error=info))
-            return
-        pos = event.position if event.position is not None else 0
-        died = event.kind == "died"
-        info = ErrorInfo(
-            error_type="WorkerDied" if died else "TaskTimeout",
-            message=f"worker {event.worker} {'died' if died else 'was killed for a timeout'}",
-            retryable=died,
+    def _next_chunk(self) -> _Chunk | None:
+        if self._retry:
+            return self._retry.popleft()
+        if not self._groups:
+            return None
+        head, items = self._groups[0]
+        size = min(len(items), self._sizer.next_size(self._waiting, self.backend.workers))
+        chunk = _Chunk(head, [items.popleft() for _ in range(size)])
+        if not items:
+            self._groups.popleft()
+        self._waiting -= size
+        return chunk
+
+    def _send(self, chunk: _Chunk) -> None:
+        head = chunk.head
+        spec = ChunkSpec(
+            bundle_dir=head.bundle_dir,
+            entrypoint=head.entrypoint,
+            outputs=head.outputs,
+            config=head.config,
+            tasks=[
+                ChunkTask(i, t.task_id, t.param_id, 0, t.seed, t.params.to_dict())
+                for i, (t, _) in enumerate(chunk.items)
+            ],
         )
-        futures[pos].set_result(SimReturn(task_id=tasks[pos].task_id, error=info))
-        rest = [i for i in range(len(tasks)) if i != pos]
-        if rest:
-            self._port_queue.append(
-                ([tasks[i] for i in rest], [futures[i] for i in rest], bundle_dir)
+        ticket = self.backend.submit_chunk(spec, task_timeout=self.task_timeout)
+        self._in_flight[ticket] = (chunk, time.monotonic())
+
+    def _settle(self, event: ChunkEvent) -> None:
+        entry = self._in_flight.pop(event.ticket, None)
+        if entry is None:  # cancelled meanwhile
+            return
+        chunk, sent = entry
+        match event:
+            case ChunkDone(value=result):
+                self._done(chunk, result, time.monotonic() - sent)
+            case ChunkRaised(error=error):
+                info = ErrorInfo(
+                    error_type=error.type_name, message=error.message, traceback=error.traceback
+                )
+                for task, future in chunk.items:
+                    self._tracker.finish(task.task_id)
+                    future.set_result(SimReturn(task_id=task.task_id, error=info))
+            case WorkerDied() | TaskTimedOut():
+                self._lost(chunk, event)
+
+    def _done(self, chunk: _Chunk, result: ChunkResult, wall: float) -> None:
+        tasks = [task for task, _ in chunk.items]
+        for (task, future), ret in zip(chunk.items, _returns(tasks, result), strict=True):
+            self._tracker.finish(task.task_id)
+            future.set_result(ret)
+        # a worker's first chunk also paid for its start-up: its round trip says little
+        warm = result.worker in self._warm
+        self._warm.add(result.worker)
+        self._sizer.observe([o.duration for o in result.outcomes], wall if warm else None)
+
+    def _lost(self, chunk: _Chunk, event: WorkerDied | TaskTimedOut) -> None:
+        verdict = self._tracker.lost([task.task_id for task, _ in chunk.items], event)
+        for positions in verdict.rerun:
+            self._retry.append(_Chunk(chunk.head, [chunk.items[i] for i in positions]))
+        for failure in verdict.failures:
+            task, future = chunk.items[failure.index]
+            info = ErrorInfo(
+                error_type=failure.error_type,
+                message=failure.message,
+                retryable=failure.status == "failed",
             )
+            future.set_result(SimReturn(task_id=task.task_id, error=info))

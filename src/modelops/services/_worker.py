@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from modelops.runtime.spec import ChunkResult, ChunkSpec
@@ -25,6 +26,7 @@ def init_worker() -> None:
 
 def _redirect_output(log_path: str) -> None:
     """Whatever a model prints below Python (C code, subprocesses) goes to the job log."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

@@ -8,18 +8,20 @@ How the pieces of the backend contract are met on Dask:
   under its digest. Chunks carry ``modelops-dask-bundle:<digest>`` as their bundle directory, and
   the worker swaps that for its own copy.
 - **One chunk per Dask task, in a child process.** Each chunk is one future
-  (``client.submit(..., pure=False)`` with a unique key), at most one per worker thread in flight.
+  (``client.submit(..., pure=False)`` with a unique key), at most two per worker thread in
+  flight (``capabilities.chunks_per_worker``).
   On the worker, the chunk runs in a child process owned by the worker thread (the local pool's
   process machinery, one process per thread): the child records which task it is running, so a
-  model that segfaults, calls ``os._exit`` or is killed by the OOM killer yields a ``died`` event
-  with that task's position, and ``task_timeout`` kills the child (not the Dask worker) and
-  yields ``timeout`` with the position. The engine then charges that task and re-runs the rest,
-  so ``--retries`` alone decides when a task is FAILED.
+  model that segfaults, calls ``os._exit`` or is killed by the OOM killer yields
+  :class:`WorkerDied` with that task's position, and ``task_timeout`` kills the child (not the
+  Dask worker) and yields :class:`TaskTimedOut` with the position. The chunk function returns
+  that event itself, with the chunk's log beside it. The engine then charges that task and
+  re-runs the rest, so the run's retry count alone decides when a task is FAILED.
 - **Lost workers.** A Dask worker process that dies (SIGKILL, a lost node) takes its chunk with
   it; Dask reschedules that chunk on another worker (up to the scheduler's
   ``distributed.scheduler.allowed-failures`` times), and as nothing of an unfinished chunk was
   committed, its rows still arrive once. When Dask gives up (``KilledWorker``) the chunk is
-  reported ``died`` without a position, and the engine retries each of its tasks alone.
+  reported as :class:`WorkerDied` without a position, and the engine charges each of its tasks.
 - **Results** come back through futures' done-callbacks into a queue that :meth:`poll` drains;
   finished chunks are gathered in one call and their futures released at once.
 - **Scheduler loss.** When the client loses the scheduler, Dask cancels every future; :meth:`poll`
@@ -40,20 +42,19 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from modelops.bundle import digest_of
 from modelops.runtime.chunk import ChunkSpec
-from modelops.services._base import ChunkEvent
+from modelops.services._base import BackendCapabilities, ChunkBackend
 from modelops.services._dask_worker import (
     BUNDLE_MARKER,
     BundlePlugin,
-    ChunkOutcome,
     abort_chunks,
     run_chunk_on_worker,
 )
-from modelops.services._port import ServicePort
-from modelops_contracts import BundleError, ModelOpsError
+from modelops.services._events import ChunkEvent, ChunkRaised, RemoteError, WorkerDied
+from modelops_contracts.errors import BundleError, ClusterError, ContractViolationError
 
 # distributed's Client, Future and LocalCluster methods are mostly unannotated: they are held as
 # Any here rather than annotating every call.
@@ -64,17 +65,16 @@ __all__ = ["ClusterError", "DaskSimulationService"]
 
 _REFRESH_SECONDS = 1.0  # how often free_slots asks the scheduler how many threads there are
 _CLOSE_TIMEOUT = 10.0
-
-
-class ClusterError(ModelOpsError):
-    """The Dask cluster cannot be reached or went away during a run."""
-
-
+# a second chunk waits behind each running one, so a worker thread never idles for the driver's
+# round trip through the scheduler; memory stays bounded at two per thread
 _CHUNKS_PER_THREAD = 2
 
 
-class DaskSimulationService(ServicePort):
+class DaskSimulationService(ChunkBackend):
     """Runs chunks of tasks on a Dask cluster; a chunk backend and a ``SimulationService``.
+
+    ``workers`` counts the cluster's worker threads (refreshed from the scheduler). Timeouts and
+    crashes are handled in a child process per worker thread; no shared filesystem is needed.
 
     Args:
         scheduler: address of a running scheduler, ``tcp://HOST:PORT`` (``"local"`` is the same
@@ -88,9 +88,16 @@ class DaskSimulationService(ServicePort):
         connect_timeout: seconds to wait for the scheduler to answer.
 
     Raises:
-        ValueError: neither or both of ``scheduler`` and ``local``, or ``workers`` without
-            ``local``.
+        ContractViolationError: neither or both of ``scheduler`` and ``local``, or ``workers``
+            without ``local``.
     """
+
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
+        enforces_timeouts=True,
+        isolates_crashes=True,
+        needs_shared_filesystem=False,
+        chunks_per_worker=_CHUNKS_PER_THREAD,
+    )
 
     def __init__(
         self,
@@ -104,9 +111,15 @@ class DaskSimulationService(ServicePort):
         if scheduler == "local":
             scheduler, local = None, True
         if (scheduler is None) != local:
-            raise ValueError("pass either a scheduler address or local=True")
+            raise ContractViolationError(
+                "pass either a scheduler address or local=True", field="scheduler", value=scheduler
+            )
         if workers is not None and (not local or workers < 1):
-            raise ValueError("workers applies to local=True only and must be at least 1")
+            raise ContractViolationError(
+                "workers applies to local=True only and must be at least 1",
+                field="workers",
+                value=workers,
+            )
         self._address = scheduler
         self._local_workers = workers or 2
         self.workers = self._local_workers if local else 1
@@ -183,10 +196,9 @@ class DaskSimulationService(ServicePort):
 
     def _lost(self, exc: BaseException | None = None) -> ClusterError:
         hint = (
-            "the job is resumable: run the same command again with --scheduler local"
+            "the job is resumable: run it again (a new local cluster starts with it)"
             if self._cluster is not None
-            else "the job is resumable: start a scheduler and run the same command again "
-            "with --scheduler tcp://HOST:PORT"
+            else "the job is resumable: start a scheduler and run the job again against it"
         )
         error = ClusterError(f"lost {self._where()}", hint=hint)
         if exc is not None:
@@ -201,8 +213,12 @@ class DaskSimulationService(ServicePort):
 
     # -- ChunkBackend ---------------------------------------------------------------------------
 
-    def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
+    def start(
+        self, *, bundle_ref: str, bundle_zip: Path, cache_dir: Path, log_path: Path | None
+    ) -> None:
         """Connect, then ship the bundle snapshot to every worker (and to later ones).
+
+        ``cache_dir`` is not used: each worker extracts its own copy into its local directory.
 
         Raises:
             ClusterError: the scheduler cannot be reached.
@@ -255,8 +271,6 @@ class DaskSimulationService(ServicePort):
         if self._client is None:
             return 0
         self._refresh_workers()
-        # a second chunk waits behind each running one, so a worker thread never idles for the
-        # driver's round trip through the scheduler; memory stays bounded at two per thread
         return max(0, _CHUNKS_PER_THREAD * self.workers - len(self._futures))
 
     def submit_chunk(self, spec: ChunkSpec, *, task_timeout: float | None) -> int:
@@ -264,7 +278,7 @@ class DaskSimulationService(ServicePort):
         self._tickets += 1
         key = f"modelops-chunk-{self._token}-{self._tickets}"
         future = client.submit(
-            run_chunk_on_worker, spec, task_timeout, self._token, key=key, pure=False
+            run_chunk_on_worker, spec, task_timeout, self._token, self._tickets, key=key, pure=False
         )
         self._futures[key] = (self._tickets, spec.log_path, future)
         future.add_done_callback(self._done.put)
@@ -301,20 +315,25 @@ class DaskSimulationService(ServicePort):
         except Exception as exc:  # a result holder died and its recomputation failed
             if client.status != "running":
                 raise self._lost(exc) from exc
-            outcomes = [_outcome_or_error(f) for f in finished]
+            outcomes = [_result_or_none(f) for f in finished]
         results = dict(zip([f.key for f in finished], outcomes, strict=True))
-        events = []
+        events: list[ChunkEvent] = []
         for future in done:
             ticket, log_path, _ = self._futures.pop(future.key)
-            value = results.get(future.key)
-            if value is None:
-                value = _failed_outcome(future)
-            events.append(_to_event(ticket, value, log_path))
+            outcome = results.get(future.key)
+            if outcome is None:
+                events.append(_event_of_failed(ticket, future))
+            else:
+                event, log = outcome
+                if log and log_path is not None:
+                    _append_log(log_path, log)
+                events.append(event)
             future.release()
         return events
 
     def close(self, *, kill: bool = False) -> None:
         """Stop this run's chunks and plugins, disconnect, and stop the local cluster if any."""
+        self._drop_port()
         if self._connecting is not None:
             self._connecting.join()
             self._connecting = None
@@ -325,13 +344,14 @@ class DaskSimulationService(ServicePort):
         self._done = queue.SimpleQueue()
         plugins, self._plugins = self._plugins, {}
         self._digest = None
+        token, self._token = self._token, uuid.uuid4().hex[:16]  # a restart is a new run
         if client is not None:
             if client.status == "running":
                 with contextlib.suppress(Exception):
                     if futures:
                         client.cancel(futures, force=True)
                         if kill:
-                            client.run(abort_chunks, self._token, on_error="ignore")
+                            client.run(abort_chunks, token, on_error="ignore")
                     for name in plugins.values():
                         client.unregister_worker_plugin(name)
             del futures
@@ -343,11 +363,6 @@ class DaskSimulationService(ServicePort):
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=_CLOSE_TIMEOUT)
-
-    # -- SimulationService port --------------------------------------------------------------
-
-    def bundle_ready(self, bundle_ref: str) -> bool:
-        return self._digest == digest_of(bundle_ref)
 
     # -- display ------------------------------------------------------------------------------
 
@@ -396,41 +411,31 @@ def _quiet_client_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _outcome_or_error(future: _Future) -> Any:
+def _result_or_none(future: _Future) -> Any:
     try:
         return future.result()
     except Exception:
         return None
 
 
-def _failed_outcome(future: _Future) -> ChunkOutcome:
-    """The outcome of a future that did not return: Dask gave up on it, or it raised."""
+def _event_of_failed(ticket: int, future: _Future) -> ChunkEvent:
+    """The event of a chunk whose function never returned: Dask gave up on it, or it raised."""
     from distributed import KilledWorker
 
     if future.status == "cancelled":
-        return ChunkOutcome("died", None, None, "", None, "")
+        return WorkerDied(ticket)
     exc = future.exception()
     if isinstance(exc, KilledWorker):
-        worker = getattr(exc.last_worker, "address", str(exc.last_worker))
-        return ChunkOutcome("died", None, None, str(worker), None, "")
+        return WorkerDied(ticket, worker=str(getattr(exc.last_worker, "address", exc.last_worker)))
     text = "".join(traceback.format_exception(type(exc), exc, future.traceback()))
-    return ChunkOutcome("error", (type(exc).__name__, str(exc), text), None, "", None, "")
+    return ChunkRaised(ticket, RemoteError(type(exc).__name__, str(exc), text))
 
 
-def _to_event(ticket: int, outcome: ChunkOutcome, log_path: str | None) -> ChunkEvent:
-    if outcome.log and log_path is not None:
-        try:
-            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write(outcome.log)
-        except OSError:
-            pass  # the log is a convenience; losing it must not lose the chunk's results
-    kind = outcome.kind if outcome.kind in ("done", "error", "died", "timeout") else "error"
-    return ChunkEvent(
-        ticket,
-        kind,  # type: ignore[arg-type]
-        outcome.value,
-        outcome.position,
-        outcome.worker,
-        outcome.exitcode,
-    )
+def _append_log(log_path: str, text: str) -> None:
+    """Append what a chunk logged on its worker to the job log on the driver."""
+    try:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError:
+        pass  # the log is a convenience; losing it must not lose the chunk's results

@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import ClassVar
 
-from modelops.bundle import digest_of, materialize
+from modelops.bundle import materialize
 from modelops.runtime.spec import ChunkSpec
-from modelops.services._base import ChunkEvent
+from modelops.services._base import BackendCapabilities, ChunkBackend
+from modelops.services._events import ChunkEvent
 from modelops.services._pool import WorkerPool
-from modelops.services._port import ServicePort
 from modelops.services._worker import PRELOAD, init_worker, run_in_worker
+from modelops_contracts.errors import ContractViolationError
 
 __all__ = ["LocalSimulationService"]
 
 
-class LocalSimulationService(ServicePort):
+class LocalSimulationService(ChunkBackend):
     """A process pool on this machine: the engine's default backend and a ``SimulationService``.
 
     Workers fork from a server that has already imported the runtime, so they start in
@@ -26,10 +28,20 @@ class LocalSimulationService(ServicePort):
 
     Args:
         workers: number of worker processes (default: the CPU count).
-        store: store root where the port methods find bundle snapshots (the engine passes the
-            snapshot itself through :meth:`start`).
+        store: store root where :meth:`submit_batch` finds bundle snapshots (the engine passes
+            the snapshot itself through :meth:`start`).
         context: multiprocessing start method for the workers.
+
+    Raises:
+        ContractViolationError: ``workers`` is below 1.
     """
+
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
+        enforces_timeouts=True,
+        isolates_crashes=True,
+        needs_shared_filesystem=True,
+        chunks_per_worker=1,
+    )
 
     def __init__(
         self,
@@ -39,7 +51,9 @@ class LocalSimulationService(ServicePort):
         context: str = "forkserver",
     ) -> None:
         if workers is not None and workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
+            raise ContractViolationError(
+                f"workers must be at least 1, got {workers}", field="workers", value=workers
+            )
         self.workers = workers or os.cpu_count() or 1
         self._store_root = Path(store) if store is not None else None
         self._context = context
@@ -68,9 +82,15 @@ class LocalSimulationService(ServicePort):
                 return
             self._pool = pool
 
-    def start(self, *, bundle_ref: str, bundle_zip: Path, log_path: Path | None) -> None:
-        cache = bundle_zip.parent.parent / "cache" / "bundles"
-        self._bundle_dir = str(materialize(bundle_ref, bundle_zip, cache))
+    def start(
+        self, *, bundle_ref: str, bundle_zip: Path, cache_dir: Path, log_path: Path | None
+    ) -> None:
+        """Extract the snapshot into ``cache_dir`` (once) and bring the workers up.
+
+        Raises:
+            BundleError: the snapshot is missing, unreadable or not ``bundle_ref``.
+        """
+        self._bundle_dir = str(materialize(bundle_ref, bundle_zip, cache_dir))
         if self._starting is not None:
             self._starting.join()
             self._starting = None
@@ -92,14 +112,17 @@ class LocalSimulationService(ServicePort):
         return self._pool.submit(run_in_worker, spec, task_timeout=task_timeout)
 
     def poll(self, timeout: float) -> list[ChunkEvent]:
+        """Events of the chunks that ended within ``timeout`` seconds.
+
+        Raises:
+            WorkerStartError: the workers cannot start.
+        """
         if self._pool is None:
             return []
-        return [
-            ChunkEvent(e.ticket, e.kind, e.value, e.position, e.worker, e.exitcode)
-            for e in self._pool.poll(timeout)
-        ]
+        return self._pool.poll(timeout)
 
     def close(self, *, kill: bool = False) -> None:
+        self._drop_port()
         if self._starting is not None:
             with self._lock:
                 booting = self._pool is None
@@ -113,9 +136,6 @@ class LocalSimulationService(ServicePort):
         if self._pool is not None:
             self._pool.shutdown(kill=kill)
             self._pool = None
-
-    def bundle_ready(self, bundle_ref: str) -> bool:
-        return self._bundle_dir is not None and Path(self._bundle_dir).name == digest_of(bundle_ref)
 
     @property
     def description(self) -> str:

@@ -1,11 +1,23 @@
 """The embedded result store: a SQLite ledger plus Parquet shards in one directory.
 
-See :mod:`modelops.store._store` for the durability and exactly-once contract and
-:mod:`modelops.store.ledger` for the schema.
+See :mod:`modelops.store._store` for the durability and exactly-once contract,
+:mod:`modelops.store.ledger` for the schema (numbered migrations in
+:mod:`modelops.store._migrations`) and :mod:`modelops.store._reading` for the helpers that find
+a store, resolve a job and tell its state.
 """
 
 from __future__ import annotations
 
+from modelops.store._reading import (
+    JobLike,
+    default_store,
+    job_state,
+    job_status,
+    open_existing_store,
+    open_store,
+    read_job,
+    resolve_job,
+)
 from modelops.store._records import (
     JOB_STATES,
     TASK_STATUSES,
@@ -15,7 +27,7 @@ from modelops.store._records import (
     JobRecord,
     JobState,
     ShardRecord,
-    TaskRow,
+    TaskKey,
     TaskStatus,
 )
 from modelops.store._store import ResultStore
@@ -27,11 +39,19 @@ __all__ = [
     "DoneTask",
     "FailedTask",
     "FailureRecord",
+    "JobLike",
     "JobRecord",
     "JobState",
     "Ledger",
     "ResultStore",
     "ShardRecord",
-    "TaskRow",
+    "TaskKey",
     "TaskStatus",
+    "default_store",
+    "job_state",
+    "job_status",
+    "open_existing_store",
+    "open_store",
+    "read_job",
+    "resolve_job",
 ]

@@ -1,7 +1,7 @@
-"""Durable file-system steps: fsync of files and directories, atomic replace, safe names.
+"""The store's file steps: safe names, temporary names and atomic replace of small files.
 
-A rename is only durable once the directory holding it is fsynced, and a new directory only
-once its parent is; these helpers make those steps explicit for the store's write protocol.
+The generic durable steps (directory fsync, durable ``mkdir -p``) live in :mod:`modelops._fs`,
+shared with the bundle store.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 import secrets
 from typing import TYPE_CHECKING
 
+from modelops._fs import fsync_dir, make_dirs
 from modelops_contracts.errors import StoreError
 
 if TYPE_CHECKING:
@@ -20,8 +21,6 @@ __all__ = [
     "TEMP_PREFIX",
     "atomic_write_bytes",
     "check_name",
-    "fsync_dir",
-    "make_dirs",
     "temp_path",
 ]
 
@@ -43,29 +42,6 @@ def check_name(kind: str, name: str) -> str:
             hint="use 1-128 characters from A-Z a-z 0-9 . _ - starting with a letter or digit",
         )
     return name
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry table to disk so renames and creations in it survive a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_dirs(path: Path) -> None:
-    """Create ``path`` and missing parents, fsyncing the parent of each directory created."""
-    if path.is_dir():
-        return
-    make_dirs(path.parent)
-    try:
-        path.mkdir()
-    except FileExistsError:
-        if not path.is_dir():
-            raise
-        return
-    fsync_dir(path.parent)
 
 
 def temp_path(directory: Path, final_name: str) -> Path:

@@ -1,19 +1,27 @@
-"""The per-store run lock: one writer (``mops run``) per store, enforced with ``flock``.
+"""The per-store run lock: one writer (``mops run``) per store, as a Linux OFD lock.
 
-``flock`` locks belong to the open file description, so the kernel drops the lock when the
-holder dies, SIGKILL included: a crashed run never leaves a stale lock behind. The holder's
-pid is written into the file only so that the error message can name it.
+An open file description (OFD) lock (``fcntl`` ``F_OFD_SETLK``) belongs to the open file
+description, like ``flock``: the kernel drops it when the holder dies, SIGKILL included, so a
+crashed run never leaves a stale lock behind, and two descriptions conflict even within one
+process. Unlike ``flock``, it can be *queried* (``F_OFD_GETLK``) without being taken, on a
+read-only descriptor: :func:`run_lock_held` tells a reader whether a run is in progress
+without ever making a starting run fail, and works on a read-only mount. The holder's pid is
+written into the file only so that the error message can name it.
 
-A forked child (e.g. a ``fork`` process-pool worker) inherits the descriptor and with it the
-lock, which would keep the store locked after the driver dies. A fork hook closes the child's
-copy; closing (not unlocking) leaves the parent's lock intact.
+A forked child (e.g. a ``fork`` process-pool worker) inherits the descriptor, and with it the
+description that holds the lock, which would keep the store locked after the driver dies. A
+fork hook closes the child's copy; closing (not unlocking) leaves the parent's lock intact,
+since the description stays open in the parent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import struct
+import sys
 import weakref
 from typing import TYPE_CHECKING
 
@@ -22,9 +30,16 @@ from modelops_contracts.errors import StoreError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["RunLock"]
+__all__ = ["RunLock", "run_lock_held"]
 
 _HELD: weakref.WeakSet[RunLock] = weakref.WeakSet()
+
+# struct flock on 64-bit Linux (x86_64, aarch64 and the other asm-generic layouts): short
+# l_type, short l_whence, 4 bytes padding, off_t l_start, off_t l_len, pid_t l_pid, 4 bytes
+# padding; 32 bytes. l_start = l_len = 0 covers the whole file; l_pid must be 0 for OFD locks.
+_FLOCK = struct.Struct("=hh4xqqi4x")
+_OFD_SUPPORTED = sys.platform == "linux" and sys.maxsize > 2**32 and hasattr(fcntl, "F_OFD_SETLK")
+_CONFLICT = frozenset({errno.EACCES, errno.EAGAIN})
 
 
 class RunLock:
@@ -47,25 +62,26 @@ class RunLock:
 
         Raises:
             StoreError: another holder has it (the message names its pid), this instance
-                already holds it, or the lock file cannot be opened.
+                already holds it, the lock file cannot be opened, or the platform has no OFD
+                locks.
         """
         if self._fd is not None:
             raise StoreError(f"run lock {self.path} is already held by this process")
+        _check_platform()
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise StoreError(f"cannot open run lock {self.path}: {exc.strerror or exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK))
+        except OSError as exc:
             holder = _read_pid(fd)
             os.close(fd)
-            raise StoreError(
-                f"store {self.path.parent} is in use by another `mops run` (pid {holder})",
-                hint="wait for it to finish or stop it with `mops cancel`",
-            ) from None
-        except OSError as exc:
-            os.close(fd)
+            if exc.errno in _CONFLICT:
+                raise StoreError(
+                    f"store {self.path.parent} is in use by another `mops run` (pid {holder})",
+                    hint="wait for it to finish or stop it with `mops cancel`",
+                ) from None
             raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -81,7 +97,7 @@ class RunLock:
         try:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_UNLCK))
         finally:
             os.close(fd)
 
@@ -90,6 +106,45 @@ class RunLock:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def run_lock_held(path: Path) -> bool:
+    """Whether any holder (this process included) has the lock at ``path``; never takes it.
+
+    Opens the file read-only and asks the kernel who would conflict with a write lock, so it
+    writes nothing and works on a read-only mount. No lock file means no run.
+
+    Raises:
+        StoreError: the lock file exists but cannot be opened or queried, or the platform has
+            no OFD locks.
+    """
+    _check_platform()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot open run lock {path}: {exc.strerror or exc}") from exc
+    try:
+        answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock(fcntl.F_WRLCK))
+    except OSError as exc:
+        raise StoreError(f"cannot query run lock {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    kind = _FLOCK.unpack(answer)[0]
+    return bool(kind != fcntl.F_UNLCK)
+
+
+def _flock(kind: int) -> bytes:
+    return _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0)
+
+
+def _check_platform() -> None:
+    if not _OFD_SUPPORTED:
+        raise StoreError(
+            "the store's run lock needs open file description locks (64-bit Linux)",
+            hint="run ModelOps on 64-bit Linux",
+        )
 
 
 def _read_pid(fd: int) -> str:

@@ -23,7 +23,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "ShardRecord",
-    "TaskRow",
+    "TaskKey",
     "TaskStatus",
     "seed_from_sql",
     "seed_to_sql",
@@ -34,8 +34,8 @@ JobState = Literal["created", "running", "completed", "failed", "cancelled", "in
 TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
 JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 
-TaskRow = tuple[str, str, int, int]
-"""(task_id, param_id, replicate, seed) as registered and as :meth:`Ledger.pending_tasks` yields."""
+TaskKey = tuple[str, str, int, int]
+"""(task_id, param_id, replicate, seed): a task as :meth:`Ledger.add_tasks` registers it."""
 
 _U64 = 2**64
 _I64 = 2**63

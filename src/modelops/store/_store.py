@@ -16,7 +16,13 @@ Durability and exactly-once contract:
 
 Only one process writes shards: :meth:`commit` and :meth:`clean_orphans` run under the run
 lock (taken for the call when the caller does not already hold it via :meth:`run_lock`).
-Ledger-only writes (``mops cancel``) need no run lock.
+Ledger-only writes (``mops cancel``) need no run lock. :meth:`run_in_progress` only queries the
+lock, so readers never disturb a run.
+
+Read-only stores: ``ResultStore(root, readonly=True)`` creates and writes nothing (no
+directory, no lock file, no ledger upgrade; SQLite is opened read-only), so status, results
+and analysis work on a read-only mount. Every writing method of a read-only store raises
+``StoreError``.
 
 pyarrow and polars are imported on first use, so commands that only look at the ledger
 (``mops status``, ``mops jobs``) start fast.
@@ -29,8 +35,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from modelops.store._fs import TEMP_PREFIX, atomic_write_bytes, check_name, fsync_dir, make_dirs
-from modelops.store._lock import RunLock
+from modelops._fs import fsync_dir, make_dirs
+from modelops.store._fs import TEMP_PREFIX, atomic_write_bytes, check_name
+from modelops.store._lock import RunLock, run_lock_held
 from modelops.store._records import ShardRecord
 from modelops.store.ledger import Ledger
 from modelops_contracts.errors import StoreError
@@ -44,7 +51,12 @@ if TYPE_CHECKING:
 
     from modelops.store._records import DoneTask, FailedTask
 
-__all__ = ["ResultStore"]
+__all__ = ["LEDGER_FILE", "LOCK_FILE", "ResultStore"]
+
+LEDGER_FILE = "ledger.sqlite"
+"""The ledger's file name in the store directory; its presence marks a store."""
+LOCK_FILE = "run.lock"
+"""The run lock's file name in the store directory."""
 
 _FAILED_STATUSES = frozenset({"failed", "timeout"})
 
@@ -55,16 +67,24 @@ class ResultStore:
     Opening is cheap (a few directory checks and one SQLite connection) so read-only commands
     can open it freely. Use as a context manager or call :meth:`close`.
 
+    With ``readonly=True`` the store must already exist and nothing is created or written:
+    reading methods work (also on a read-only mount), writing methods raise ``StoreError``.
+
     Raises:
         StoreError: ``root`` is not a directory, cannot be created, or is not writable, or
-            the ledger cannot be opened.
+            the ledger cannot be opened; read-only: ``root`` holds no ledger.
     """
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, readonly: bool = False) -> None:
         self._root = Path(root).expanduser()
-        _prepare_root(self._root)
-        self._ledger = Ledger(self._root / "ledger.sqlite")
-        self._lock = RunLock(self._root / "run.lock")
+        self._readonly = readonly
+        if readonly:
+            if not (self._root / LEDGER_FILE).is_file():
+                raise StoreError(f"no ModelOps store at {self._root}")
+        else:
+            _prepare_root(self._root)
+        self._ledger = Ledger(self._root / LEDGER_FILE, readonly=readonly)
+        self._lock = RunLock(self._root / LOCK_FILE)
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -72,6 +92,11 @@ class ResultStore:
     def root(self) -> Path:
         """The store directory."""
         return self._root
+
+    @property
+    def readonly(self) -> bool:
+        """True if the store was opened read-only."""
+        return self._readonly
 
     @property
     def ledger(self) -> Ledger:
@@ -83,15 +108,31 @@ class ResultStore:
         """Directory of content-addressed model bundles."""
         return self._root / "bundles"
 
+    @property
+    def bundle_cache_dir(self) -> Path:
+        """Where backends on this machine extract bundle snapshots (not created here)."""
+        return self._root / "cache" / "bundles"
+
     def job_dir(self, job_id: str) -> Path:
         """Directory of one job's files (not created here)."""
         return self._root / "jobs" / check_name("job id", job_id)
 
     def log_path(self, job_id: str) -> Path:
-        """The job's log file; its directory is created so the caller can open it for append."""
-        path = self.job_dir(job_id) / "job.log"
-        _create(path.parent)
-        return path
+        """The job's log file (nothing is created; a writer calls :meth:`ensure_job_dir`)."""
+        return self.job_dir(job_id) / "job.log"
+
+    def ensure_job_dir(self, job_id: str) -> Path:
+        """Create the job's directory if needed (durably) and return it.
+
+        A writer calls it before opening files there itself, e.g. :meth:`log_path` for append.
+
+        Raises:
+            StoreError: the store is read-only or the directory cannot be created.
+        """
+        self._check_writable("create a job directory")
+        directory = self.job_dir(job_id)
+        _create(directory)
+        return directory
 
     def close(self) -> None:
         """Close the ledger connection; a held run lock is released."""
@@ -111,8 +152,10 @@ class ResultStore:
         """Hold the store's exclusive run lock for the block.
 
         Raises:
-            StoreError: another process (its pid is named) or this store object holds it.
+            StoreError: another process (its pid is named) or this store object holds it, or
+                the store is read-only.
         """
+        self._check_writable("take the run lock")
         self._lock.acquire()
         try:
             yield
@@ -123,23 +166,31 @@ class ResultStore:
         """True while some process (or this store object) holds the run lock.
 
         A job the ledger says is ``running`` while nobody holds the lock was killed; readers use
-        this to report it as interrupted instead.
+        this to report it as interrupted instead. The lock is only queried, never taken, so a
+        run starting meanwhile is not disturbed; it works on a read-only store.
+
+        Raises:
+            StoreError: the lock file exists but cannot be read.
         """
-        if self._lock.held:
-            return True
-        probe = RunLock(self._lock.path)
-        try:
-            probe.acquire()
-        except StoreError:
-            return True
-        probe.release()
-        return False
+        return self._lock.held or run_lock_held(self._lock.path)
+
+    def _check_writable(self, action: str) -> None:
+        if self._readonly:
+            raise StoreError(
+                f"cannot {action}: store {self._root} is open read-only",
+                hint="open it for writing to change it",
+            )
 
     def _writer(self) -> AbstractContextManager[None]:
         return nullcontext() if self._lock.held else self.run_lock()
 
     def write_job_file(self, job_id: str, text: str) -> Path:
-        """Atomically replace ``jobs/<job_id>/job.json`` with ``text``; returns its path."""
+        """Atomically replace ``jobs/<job_id>/job.json`` with ``text``; returns its path.
+
+        Raises:
+            StoreError: the store is read-only or the file cannot be written.
+        """
+        self._check_writable("write a job file")
         path = self.job_dir(job_id) / "job.json"
         atomic_write_bytes(path, text.encode())
         return path
@@ -171,9 +222,10 @@ class ResultStore:
 
         Raises:
             StoreError: a table or task list is inconsistent, a task is not registered in the
-                job, a cached task has no results, the run lock is held elsewhere, or a write
-                fails. Nothing becomes visible then.
+                job, a cached task has no results, the run lock is held elsewhere, the store is
+                read-only, or a write fails. Nothing becomes visible then.
         """
+        self._check_writable("commit results")
         if not (tables or done or failed or cached):
             return None
         check_name("job id", job_id)
@@ -229,7 +281,11 @@ class ResultStore:
         """Delete unrecorded shards and leftover temporary files; returns what was deleted.
 
         Takes the run lock for the call unless this store already holds it.
+
+        Raises:
+            StoreError: the run lock is held elsewhere or the store is read-only.
         """
+        self._check_writable("clean orphans")
         removed: list[Path] = []
         jobs = self._root / "jobs"
         with self._writer():

@@ -11,11 +11,20 @@ Contract:
   fsynced shards into orphans), but a finished batch could then silently need re-running; one
   extra fsync per commit batch is cheap next to the shard fsyncs already paid.
 - Each method is one transaction. Every error surfaces as ``StoreError``.
+- Upgrades: the schema is the numbered migrations of :mod:`modelops.store._migrations`.
+  Opening for writing applies, in one write transaction, every migration above the file's
+  ``PRAGMA user_version`` (re-read inside the transaction, so two processes opening an old
+  file at once upgrade it once). A file newer than :data:`SCHEMA_VERSION` is refused.
+- Read-only (``Ledger(path, readonly=True)``): SQLite opened with ``mode=ro`` (or
+  ``immutable=1`` when the WAL's ``-shm`` file cannot be created, e.g. on a read-only mount);
+  no pragma that writes, no upgrade (reading methods use only v1 columns, so an older known
+  schema reads fine), and every writing method raises ``StoreError``.
 
-Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
+Schema v2 (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
 
     jobs     job_key INTEGER PK, job_id UNIQUE, state, total, spec (JSON), created_at,
-             started_at, finished_at (unix seconds), cancel_requested
+             started_at, finished_at (unix seconds), cancel_requested,
+             content_key (v2: digest of the job's content, NULL if unknown)
     tasks    (job_key, seq) PK, (job_key, task_id) UNIQUE, param_id, replicate, seed,
              status (pending|done|cached|failed|timeout), attempts, duration, worker,
              error_type, message, traceback, stderr_tail;  index (job_key, status, seq)
@@ -37,6 +46,7 @@ import json
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -44,6 +54,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from modelops.store._fs import check_name
+from modelops.store._migrations import SCHEMA_VERSION, apply_migrations
 from modelops.store._records import (
     JOB_STATES,
     TASK_STATUSES,
@@ -53,7 +64,7 @@ from modelops.store._records import (
     JobRecord,
     JobState,
     ShardRecord,
-    TaskRow,
+    TaskKey,
     seed_from_sql,
     seed_to_sql,
 )
@@ -64,68 +75,12 @@ if TYPE_CHECKING:
 
 __all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "Ledger"]
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 
-_PAGE = 10_000
+_READABLE_FROM = 1  # the oldest schema the reading methods understand without an upgrade
 _BATCH = 50_000
 _CACHE_KIB = 8 * 1024  # page cache; the OS caches the rest, and driver memory stays flat
 _TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
-
-_SCHEMA = """
-CREATE TABLE jobs (
-    job_key INTEGER PRIMARY KEY,
-    job_id TEXT NOT NULL UNIQUE,
-    state TEXT NOT NULL DEFAULT 'created',
-    total INTEGER NOT NULL,
-    spec TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE tasks (
-    job_key INTEGER NOT NULL REFERENCES jobs(job_key),
-    task_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    param_id TEXT NOT NULL,
-    replicate INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    duration REAL,
-    worker TEXT,
-    error_type TEXT,
-    message TEXT,
-    traceback TEXT,
-    stderr_tail TEXT,
-    PRIMARY KEY (job_key, seq),
-    UNIQUE (job_key, task_id)
-) WITHOUT ROWID;
-CREATE INDEX tasks_by_status ON tasks (job_key, status, seq);
-CREATE TABLE commits (
-    commit_id INTEGER PRIMARY KEY,
-    job_key INTEGER NOT NULL REFERENCES jobs(job_key),
-    committed_at REAL NOT NULL,
-    n_done INTEGER NOT NULL,
-    n_failed INTEGER NOT NULL,
-    n_cached INTEGER NOT NULL
-);
-CREATE TABLE shards (
-    commit_id INTEGER NOT NULL REFERENCES commits(commit_id),
-    output TEXT NOT NULL,
-    path TEXT NOT NULL UNIQUE,
-    rows INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    PRIMARY KEY (commit_id, output)
-);
-CREATE TABLE results (
-    task_id TEXT PRIMARY KEY,
-    commit_id INTEGER NOT NULL REFERENCES commits(commit_id),
-    job_key INTEGER NOT NULL REFERENCES jobs(job_key),
-    rows TEXT NOT NULL DEFAULT '{}'
-) WITHOUT ROWID;
-"""
 
 _JOB_COLUMNS = "job_id, state, total, created_at, started_at, finished_at, cancel_requested, spec"
 _WITH_RESULT = (
@@ -138,19 +93,19 @@ class Ledger:
     """Transactional record of jobs, tasks, commits and shards in one SQLite file.
 
     Raises ``StoreError`` when the database cannot be opened, was made by a newer ModelOps,
-    a job is unknown, or a statement fails (e.g. no write lock within the busy timeout).
+    a job is unknown, a statement fails (e.g. no write lock within the busy timeout), or a
+    write is asked of a read-only ledger.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
         self._mutex = threading.RLock()
+        if readonly:
+            self._conn = self._open_readonly()
+            return
         try:
-            self._conn = sqlite3.connect(
-                path,
-                isolation_level=None,
-                timeout=BUSY_TIMEOUT_MS / 1e3,
-                check_same_thread=False,  # safe: every use goes through self._mutex
-            )
+            self._conn = _connect(path, uri=False)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open ledger {path}: {exc}") from exc
         try:
@@ -160,29 +115,64 @@ class Ledger:
             raise
 
     def _configure(self) -> None:
+        conn = self._conn
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous = FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open ledger {self.path}: {exc}") from exc
         if mode != "wal":
             raise StoreError(f"ledger {self.path} cannot use WAL mode (got {mode!r})")
+        self._check_version(version)
+        if version < SCHEMA_VERSION:
+            with self._write() as conn:  # re-check: another process may have just upgraded it
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
+                self._check_version(current)
+                if current < SCHEMA_VERSION:
+                    apply_migrations(conn, current)
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Open with ``mode=ro``; ``immutable=1`` if SQLite cannot set up the WAL index.
+
+        ``mode=ro`` on a WAL database needs its ``-shm`` and ``-wal`` files to exist or be
+        creatable (on a writable directory SQLite may create them: they hold no data). On a
+        read-only mount they may be neither; nothing writes the store there, and
+        ``immutable=1`` reads the main file without any shared memory.
+        """
+        base = "file:" + urllib.parse.quote(str(self.path.absolute()))
+        try:
+            conn = _connect(f"{base}?mode=ro", uri=True)
+        except sqlite3.Error:
+            try:
+                conn = _connect(f"{base}?mode=ro&immutable=1", uri=True)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open ledger {self.path} read-only: {exc}") from exc
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._check_version(version)
+            if version < _READABLE_FROM:
+                raise StoreError(f"{self.path} is not a ModelOps ledger (it has no schema)")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open ledger {self.path} read-only: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"ledger {self.path} has schema v{version}, newer than v{SCHEMA_VERSION}",
                 hint="upgrade ModelOps",
             )
-        if version < SCHEMA_VERSION:
-            with self._write() as conn:  # re-check: another process may have just created it
-                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        """The file's ``PRAGMA user_version`` (below :data:`SCHEMA_VERSION` only read-only)."""
+        with self._read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         """Close the connection; the instance is unusable afterwards."""
@@ -229,7 +219,15 @@ class Ledger:
             raise self._fail(exc) from exc
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front (no upgrade deadlock)."""
+        """A write transaction that takes the write lock up front (no upgrade deadlock).
+
+        Raises:
+            StoreError: the ledger is open read-only.
+        """
+        if self.readonly:
+            raise StoreError(
+                f"ledger {self.path} is open read-only", hint="open the store for writing"
+            )
         return self._transaction("BEGIN IMMEDIATE")
 
     def _read(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -245,18 +243,50 @@ class Ledger:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, *, total: int, spec: Mapping[str, Any]) -> bool:
-        """Register a job; returns True if it already existed (it is then left unchanged)."""
+    def create_job(
+        self,
+        job_id: str,
+        *,
+        total: int,
+        spec: Mapping[str, Any],
+        content_key: str | None = None,
+    ) -> bool:
+        """Register a job; returns True if it already existed (it is then left unchanged).
+
+        ``content_key`` identifies the job's content (its tasks), so that one id cannot name
+        two different jobs: a new job stores it, an existing job without one takes it (jobs
+        recorded before schema v2), and an existing job with another key is refused.
+
+        Raises:
+            StoreError: invalid id or total, or ``job_id`` already names a job with a
+                different content key.
+        """
         check_name("job id", job_id)
         if total < 0:
             raise StoreError(f"job {job_id}: total must be >= 0, got {total}")
         text = _dump_spec(spec)
         with self._write() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, total, spec, created_at) VALUES (?, ?, ?, ?)",
-                (job_id, total, text, time.time()),
-            )
-            return cur.rowcount == 0
+            row = conn.execute(
+                "SELECT job_key, content_key FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO jobs (job_id, total, spec, created_at, content_key) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (job_id, total, text, time.time(), content_key),
+                )
+                return False
+            key, known = row
+            if content_key is not None and known is None:
+                conn.execute(
+                    "UPDATE jobs SET content_key = ? WHERE job_key = ?", (content_key, key)
+                )
+            elif content_key is not None and known != content_key:
+                raise StoreError(
+                    f"job id {job_id!r} already names a different job in this store",
+                    hint="choose another job id",
+                )
+            return True
 
     def get_job(self, job_id: str) -> JobRecord | None:
         """The job's record, or None if the ledger has no such job."""
@@ -334,7 +364,7 @@ class Ledger:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    def add_tasks(self, job_id: str, rows: Iterable[TaskRow]) -> int:
+    def add_tasks(self, job_id: str, rows: Iterable[TaskKey]) -> int:
         """Register ``(task_id, param_id, replicate, seed)`` rows as pending tasks.
 
         Tasks already registered are left as they are. ``rows`` is consumed in batches
@@ -366,16 +396,6 @@ class Ledger:
                 added += max(cur.rowcount, 0)
         return added
 
-    def done_task_ids(self, job_id: str) -> set[str]:
-        """Task ids of the job whose status is ``done`` or ``cached``."""
-        with self._read() as conn:
-            key = self._job_key(conn, job_id)
-            rows = conn.execute(
-                "SELECT task_id FROM tasks WHERE job_key = ? AND status IN ('done', 'cached')",
-                (key,),
-            ).fetchall()
-        return {row[0] for row in rows}
-
     def classify_done(self, job_id: str, task_ids: Sequence[str]) -> tuple[set[str], set[str]]:
         """Split ``task_ids`` into those already done or cached in this job and those with
         results elsewhere in the store (candidates to mark cached); the rest need running.
@@ -393,28 +413,6 @@ class Ledger:
             ).fetchall()
         here = {task_id for task_id, status in rows if status in ("done", "cached")}
         return here, {task_id for task_id, _ in rows} - here
-
-    def pending_tasks(self, job_id: str) -> Iterator[TaskRow]:
-        """Pending ``(task_id, param_id, replicate, seed)`` in registration order.
-
-        Rows are fetched page by page and no statement stays open in between, so the caller
-        may commit while iterating (a task committed meanwhile may still be yielded).
-        """
-        with self._read() as conn:
-            key = self._job_key(conn, job_id)
-        last = -1
-        while True:
-            with self._read() as conn:
-                page = conn.execute(
-                    "SELECT seq, task_id, param_id, replicate, seed FROM tasks "
-                    "WHERE job_key = ? AND status = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-                    (key, last, _PAGE),
-                ).fetchall()
-            for _, task_id, param_id, replicate, seed in page:
-                yield (task_id, param_id, replicate, seed_from_sql(seed))
-            if len(page) < _PAGE:
-                return
-            last = page[-1][0]
 
     def counts(self, job_id: str) -> dict[str, int]:
         """Number of the job's tasks per status; every status is present, zeros included."""
@@ -544,6 +542,30 @@ class Ledger:
         with self._read() as conn:
             rows = conn.execute("SELECT path FROM shards").fetchall()
         return {row[0] for row in rows}
+
+
+def _connect(target: Path | str, *, uri: bool) -> sqlite3.Connection:
+    """A connection with the ledger's settings, having read the file once (so it opens).
+
+    Raises:
+        sqlite3.Error: the file cannot be opened or read.
+    """
+    conn = sqlite3.connect(
+        target,
+        isolation_level=None,
+        timeout=BUSY_TIMEOUT_MS / 1e3,
+        check_same_thread=False,  # safe: every use goes through the ledger's mutex
+        uri=uri,
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        conn.execute("PRAGMA user_version").fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _task_id_of(params: tuple[Any, ...]) -> str:

@@ -3,6 +3,9 @@
 ``sir_job`` is shared and read-only apart from ``scored_sir_job``, which scores it once against
 the daily-cases target (``scores.parquet`` then exists for every test that asks for it).
 Tests that score with other targets pass ``write=False``.
+
+``gappy_job`` runs a tiny model whose sets leave some observed points unsimulated (in every
+replicate, or in some replicates only), in this process, for the missing-points rule.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import polars as pl
 import pytest
 
 import modelops
-from modelops.analysis import load_targets, score
+from modelops.analysis import Target, load_targets, score
 from modelops.api import JobHandle
+from modelops.services import InProcessSimulationService
+from modelops_contracts import SimulationStudy
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sir"
 TRUE_PARAMS = {"beta": 0.3, "gamma": 0.1}
@@ -81,3 +86,66 @@ def observed_attack_rate() -> float:
     """The attack rate of the observed epidemic: everyone ever infected, over the population."""
     cases = int(pl.read_csv(EXAMPLE / "observed.csv")["cases"].sum())
     return (cases + INITIAL_INFECTED) / POPULATION
+
+
+GAPPY_MODEL = """
+def run(params, seed):
+    # ``n`` rows of ``counts`` (steps 0 .. n-1); a ragged set gives odd seeds one row only
+    n = 1 if params["ragged"] and seed % 2 else params["n"]
+    return {"counts": {"step": list(range(n)), "expected": [params["rate"]] * n}}
+"""
+GAPPY_OBSERVED = {"step": [0, 1, 2], "cases": [4, 6, 5]}
+GAPPY_SETS = {
+    "full": {"rate": 5.0, "n": 3, "ragged": 0},  # every point in every replicate
+    "short": {"rate": 5.0, "n": 1, "ragged": 0},  # steps 1 and 2 in no replicate
+    "ragged": {"rate": 5.0, "n": 3, "ragged": 1},  # steps 1 and 2 in even-seed replicates only
+}
+GAPPY_REPLICATES = 4
+
+
+@dataclass(frozen=True)
+class GappyJob:
+    """A finished ``gappy_model`` job and its Poisson target on ``counts.expected``."""
+
+    handle: JobHandle
+    target: Target
+    targets_file: Path
+
+    @property
+    def job_id(self) -> str:
+        return self.handle.job_id
+
+    @property
+    def store(self) -> Path:
+        return self.handle.store.root
+
+
+@pytest.fixture(scope="session")
+def gappy_job(tmp_path_factory: pytest.TempPathFactory) -> GappyJob:
+    """One gappy job for the session (``mops score`` tests may write its scores)."""
+    return run_gappy_job(tmp_path_factory.mktemp("gappy"))
+
+
+def run_gappy_job(root: Path) -> GappyJob:
+    """Run the gappy study into ``root/store`` in this process; the bundle and data in ``root``."""
+    bundle = root / "bundle"
+    bundle.mkdir()
+    (bundle / "gappy_model.py").write_text(GAPPY_MODEL, encoding="utf-8")
+    study = SimulationStudy(
+        model="gappy_model.run",
+        parameter_sets=list(GAPPY_SETS.values()),
+        n_replicates=GAPPY_REPLICATES,
+    )
+    backend = InProcessSimulationService()
+    handle = modelops.run(study, bundle=bundle, store=root / "store", backend=backend)
+    assert handle.summary is not None and handle.summary.failed == 0
+    observed = root / "observed.csv"
+    pl.DataFrame(GAPPY_OBSERVED).write_csv(observed)
+    target = Target("cases", "counts", observed, ("step",), "expected", "cases", loss="poisson_nll")
+    targets_file = root / "targets.yaml"
+    targets_file.write_text(
+        "targets:\n  - {name: cases, output: counts, data: observed.csv, on: [step],\n"
+        "     value: expected, observed: cases, loss: poisson_nll}\n",
+        encoding="utf-8",
+    )
+    return GappyJob(handle, target, targets_file)

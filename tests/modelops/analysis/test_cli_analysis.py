@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.image as mpimg
 import polars as pl
 
-from tests.modelops.analysis.conftest import SirJob
+from tests.modelops.analysis.conftest import GappyJob, SirJob, run_gappy_job
 from tests.modelops.cli.conftest import run_mops
 
 
@@ -42,6 +42,15 @@ def test_score(scored_sir_job: SirJob) -> None:
     assert code == 2 and stderr.startswith("error: no job")
 
 
+def test_score_names_the_sets_with_missing_points(gappy_job: GappyJob, tmp_path: Path) -> None:
+    result = run_mops(
+        "score", gappy_job.job_id, "--targets", gappy_job.targets_file, "--store", gappy_job.store
+    )
+    assert result.code == 0, result.stderr
+    assert "1 parameter set(s) have missing points" in result.stdout
+    assert "missing_points" in result.stdout
+
+
 def test_plot(scored_sir_job: SirJob, tmp_path: Path) -> None:
     png = tmp_path / "cases.png"
     args = ("plot", scored_sir_job.job_id, "incidence", "--x", "day", "--y", "new_cases")
@@ -53,6 +62,15 @@ def test_plot(scored_sir_job: SirJob, tmp_path: Path) -> None:
     assert stdout.strip().endswith("loss.png")
     code, _, stderr = mops(scored_sir_job, "plot", scored_sir_job.job_id, "incidence")
     assert code == 2 and "--x" in stderr
+
+
+def test_loss_plot_of_an_unscored_job_says_how_to_score_it(tmp_path: Path) -> None:
+    job = run_gappy_job(tmp_path)
+    result = run_mops("plot", job.job_id, "--loss", "--store", job.store)
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        f"error: job {job.job_id} has no scores yet: score it first (run 'mops score {job.job_id}')"
+    ]
 
 
 def test_report(scored_sir_job: SirJob, tmp_path: Path) -> None:

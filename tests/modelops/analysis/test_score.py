@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,15 @@ import modelops
 from modelops.analysis import Target, aggregate, load_scores, load_targets, score
 from modelops_contracts import ContractViolationError
 from tests.conftest import ToyBundle
-from tests.modelops.analysis.conftest import TRUE_PARAMS, SirJob, observed_attack_rate
+from tests.modelops.analysis.conftest import (
+    GAPPY_OBSERVED,
+    GAPPY_REPLICATES,
+    GAPPY_SETS,
+    TRUE_PARAMS,
+    GappyJob,
+    SirJob,
+    observed_attack_rate,
+)
 
 
 def attack_rate_target(directory: Path, weight: float = 1.0) -> Target:
@@ -72,7 +81,8 @@ def test_loss_table_matches_a_direct_computation(sir_job: SirJob) -> None:
     assert joined.height == 9
     np.testing.assert_allclose(joined["loss_cases"].to_numpy(), joined["want"].to_numpy())
     assert table.columns == [
-        "param_id", "beta", "gamma", "loss_cases", "loss", "n_replicates", "n_tasks", "failed"
+        "param_id", "beta", "gamma", "loss_cases", "loss", "missing_points", "n_replicates",
+        "n_tasks", "failed",
     ]  # fmt: skip
     assert table["n_replicates"].to_list() == [5] * 9
     assert not table["failed"].any()
@@ -121,4 +131,42 @@ def test_parameter_sets_with_failed_replicates_are_flagged(toy_bundle: ToyBundle
     assert flagged["x"].to_list() == [3]
     assert flagged["n_replicates"].to_list() == [0]
     assert flagged["loss"].to_list() == [None]  # not averaged over fewer replicates
+    assert flagged["missing_points"].to_list() == [3]  # no replicate simulated any point
     assert table["loss"].null_count() == 1 and table["loss"][-1] is None
+
+
+def poisson(observed: list[int], rate: float) -> float:
+    return sum(rate - y * math.log(rate) + math.lgamma(y + 1) for y in observed)
+
+
+def gappy_rows(job: GappyJob) -> dict[str, dict[str, Any]]:
+    """The loss table's rows by the name of their set in GAPPY_SETS, and the table's order."""
+    table = score(job.handle, [job.target], write=False)
+    names = {tuple(v.values()): k for k, v in GAPPY_SETS.items()}
+    rows = {}
+    for rank, row in enumerate(table.iter_rows(named=True)):
+        rows[names[row["rate"], row["n"], row["ragged"]]] = {**row, "rank": rank}
+    return rows
+
+
+def test_a_set_with_missing_points_is_flagged_and_sorts_last(gappy_job: GappyJob) -> None:
+    rows = gappy_rows(gappy_job)
+    short = rows["short"]
+    # a sum over the one point it simulated would be lower than the full set's three-point sum
+    assert poisson(GAPPY_OBSERVED["cases"][:1], 5.0) < poisson(GAPPY_OBSERVED["cases"], 5.0)
+    assert short["missing_points"] == 2
+    assert short["loss_cases"] is None and short["loss"] is None
+    assert short["rank"] == len(GAPPY_SETS) - 1
+    assert not short["failed"] and short["n_replicates"] == GAPPY_REPLICATES
+
+
+def test_a_point_missing_in_some_replicates_still_counts(gappy_job: GappyJob) -> None:
+    raw = gappy_job.handle.results("counts").filter(pl.col("ragged") == 1)
+    per_replicate = raw.group_by("task_id").len()["len"].to_list()
+    assert sorted(set(per_replicate)) == [1, 3]  # some replicates lack steps 1 and 2
+    rows = gappy_rows(gappy_job)
+    want = poisson(GAPPY_OBSERVED["cases"], 5.0)  # all three points, rate from those that have it
+    for name in ("full", "ragged"):
+        assert rows[name]["missing_points"] == 0
+        assert rows[name]["loss"] == pytest.approx(want)
+        assert rows[name]["rank"] < rows["short"]["rank"]

@@ -61,4 +61,4 @@ def test_sample_from_a_space_file_and_bad_input(tmp_path: Path) -> None:
 
     bad = mops("sample", "grid", space, "--n", 3, "--model", "m.M", "--fix", "beta", cwd=tmp_path)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == ["error: --fix takes name=value, got 'beta'"]
+    assert bad.stderr.strip().splitlines() == ["error: --fix: fixed value 'beta' is not name=value"]

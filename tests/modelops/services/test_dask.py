@@ -6,7 +6,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,12 @@ import pytest
 import modelops
 from modelops.api import JobHandle, compile_study, open_store
 from modelops.bundle import BundleStore, digest_of
-from modelops.engine import Progress
+from modelops.engine import Progress, RunOptions
 from modelops.runtime.chunk import ChunkSpec, ChunkTask
 from modelops.services import LocalSimulationService
 from modelops.services.dask import ClusterError, DaskSimulationService
-from modelops_contracts import SimulationStudy
+from modelops_contracts import ContractViolationError, SimulationStudy
 from tests.conftest import TOY_BAD_X, TOY_SERIES_ROWS, ToyBundle
-from tests.modelops.services import test_service_contract as contract
 from tests.modelops.services.conftest import DaskCluster, running_cluster
 
 pytestmark = pytest.mark.slow
@@ -143,7 +142,7 @@ def test_worker_killed_mid_chunk_every_row_arrives_once(
         DaskSimulationService(dask_cluster.address),
         toy_bundle,
         study,
-        retries=0,
+        options=RunOptions(retries=0),
         on_progress=kill_one_worker,
     )
 
@@ -167,7 +166,12 @@ def test_task_that_kills_its_worker_fails_after_the_retries(
 ) -> None:
     before = dask_cluster.worker_pids()
     study = toy_bundle.study("die", xs=XS, replicates=1)
-    handle = run_on(DaskSimulationService(dask_cluster.address), toy_bundle, study, retries=1)
+    handle = run_on(
+        DaskSimulationService(dask_cluster.address),
+        toy_bundle,
+        study,
+        options=RunOptions(retries=1),
+    )
 
     assert handle.summary is not None
     assert handle.summary.state == "failed"
@@ -189,7 +193,10 @@ def test_task_timeout_holds_on_dask(dask_cluster: DaskCluster, toy_bundle: ToyBu
         outputs=["summary"],
     )
     handle = run_on(
-        DaskSimulationService(dask_cluster.address), toy_bundle, study, task_timeout=1.0
+        DaskSimulationService(dask_cluster.address),
+        toy_bundle,
+        study,
+        options=RunOptions(task_timeout=1.0),
     )
 
     assert statuses(handle) == {"done": 3, "timeout": 1}
@@ -212,7 +219,12 @@ def test_kill_stops_the_chunks_running_on_the_workers(
         tasks=[ChunkTask(0, "a" * 64, "b" * 64, 0, 1, {"x": 0, "t": 60})],
     )
     backend = DaskSimulationService(dask_cluster.address)
-    backend.start(bundle_ref=ref, bundle_zip=BundleStore(toy_bundle.store).path(ref), log_path=None)
+    backend.start(
+        bundle_ref=ref,
+        bundle_zip=BundleStore(toy_bundle.store).path(ref),
+        cache_dir=toy_bundle.store / "cache" / "bundles",
+        log_path=None,
+    )
     backend.submit_chunk(replace(spec, bundle_dir=backend.bundle_dir()), task_timeout=None)
 
     def busy() -> int:
@@ -278,7 +290,7 @@ def test_unreachable_scheduler_is_a_cluster_error(toy_bundle: ToyBundle) -> None
         run_on(backend, toy_bundle, toy_bundle.study("ok", xs=range(2), replicates=1))
 
 
-# -- LocalCluster, the port, arguments -------------------------------------------------------------
+# -- LocalCluster, arguments -------------------------------------------------------------
 
 
 def test_local_cluster_runs_a_study_and_has_a_dashboard(toy_bundle: ToyBundle) -> None:
@@ -297,53 +309,12 @@ def test_local_cluster_runs_a_study_and_has_a_dashboard(toy_bundle: ToyBundle) -
     assert backend.dashboard_link is None  # closed with the run
 
 
-@pytest.fixture
-def stored_bundle(toy_bundle: ToyBundle) -> ToyBundle:
-    """The toy bundle, snapshotted into its store (where the port methods look for it)."""
-    BundleStore(toy_bundle.store).put(toy_bundle.path)
-    return toy_bundle
-
-
-class TestDaskSimulationService(contract.TestSimulationService):
-    """The SimulationService contract suite, run on the Dask backend."""
-
-    @pytest.fixture
-    def service(
-        self, dask_cluster: DaskCluster, stored_bundle: ToyBundle
-    ) -> Iterator[DaskSimulationService]:
-        backend = DaskSimulationService(dask_cluster.address, store=stored_bundle.store)
-        yield backend
-        backend.close()
-
-
-def test_port_batches_of_different_bundles_keep_their_own_code(
-    dask_cluster: DaskCluster, stored_bundle: ToyBundle, tmp_path: Path
-) -> None:
-    variant = tmp_path / "variant"
-    variant.mkdir()
-    (variant / "toy.py").write_text((stored_bundle.path / "toy.py").read_text() + contract.VARIANT)
-    ref_b = BundleStore(stored_bundle.store).put(variant)
-    original = contract.tasks_of(stored_bundle, "ok", list(range(6)))
-    changed = list(stored_bundle.study("ok", xs=[1]).to_simjob(ref_b).tasks)
-
-    with DaskSimulationService(dask_cluster.address, store=stored_bundle.store) as service:
-        first = service.submit_batch(original[:2])
-        queued = service.submit_batch(original[2:])
-        other = service.submit_batch(changed)
-        results = service.gather(first + queued + other)
-
-    assert all(r.ok for r in results), [r.error for r in results]
-    for ret in results[:6]:
-        assert "x_twice" in contract.read(ret, "summary").column_names, "ran the other bundle"
-    assert contract.read(results[6], "summary").column("variant").to_pylist() == [1]
-
-
 def test_constructor_checks_its_arguments() -> None:
-    with pytest.raises(ValueError, match="either a scheduler address or local=True"):
+    with pytest.raises(ContractViolationError, match="either a scheduler address or local=True"):
         DaskSimulationService()
-    with pytest.raises(ValueError, match="either a scheduler address or local=True"):
+    with pytest.raises(ContractViolationError, match="either a scheduler address or local=True"):
         DaskSimulationService("tcp://127.0.0.1:8786", local=True)
-    with pytest.raises(ValueError, match="workers applies to local=True"):
+    with pytest.raises(ContractViolationError, match="workers applies to local=True"):
         DaskSimulationService("tcp://127.0.0.1:8786", workers=2)
     backend = DaskSimulationService("local", workers=3)
     assert backend.workers == 3

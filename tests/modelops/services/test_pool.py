@@ -14,10 +14,20 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from modelops.services._pool import PoolEvent, RemoteError, TaskFn, WorkerPool, WorkerStartError
+from modelops.services._events import (
+    ChunkDone,
+    ChunkEvent,
+    ChunkRaised,
+    RemoteError,
+    TaskTimedOut,
+    WorkerDied,
+)
+from modelops.services._pool import TaskFn, WorkerPool
+from modelops_contracts import ModelOpsError, WorkerStartError
 from tests.modelops.services import _pool_fns as fns
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -29,9 +39,9 @@ def pool() -> Iterator[WorkerPool]:
         yield p
 
 
-def collect(pool: WorkerPool, count: int, within: float = 20.0) -> list[PoolEvent]:
+def collect(pool: WorkerPool, count: int, within: float = 20.0) -> list[ChunkEvent]:
     """Poll until ``count`` events have arrived; fail if they take longer than ``within``."""
-    events: list[PoolEvent] = []
+    events: list[ChunkEvent] = []
     deadline = time.monotonic() + within
     while len(events) < count:
         left = deadline - time.monotonic()
@@ -43,14 +53,20 @@ def collect(pool: WorkerPool, count: int, within: float = 20.0) -> list[PoolEven
 
 def run_one(
     pool: WorkerPool, fn: TaskFn, payload: object, *, task_timeout: float | None = None
-) -> PoolEvent:
+) -> ChunkEvent:
     """Submit one chunk and wait for its event."""
     pool.submit(fn, payload, task_timeout=task_timeout)
     (event,) = collect(pool, 1)
     return event
 
 
-def pid_of(event: PoolEvent) -> int:
+def done(event: ChunkEvent) -> Any:
+    """The value of a chunk that returned; fails for any other event."""
+    assert isinstance(event, ChunkDone), event
+    return event.value
+
+
+def pid_of(event: ChunkEvent) -> int:
     host, pid = event.worker.rsplit(":", 1)
     assert host == socket.gethostname()
     return int(pid)
@@ -81,20 +97,19 @@ def wait_gone(pids: list[int], within: float, *, reaped: bool = False) -> list[i
 
 
 def test_results_come_back_for_many_submissions(pool: WorkerPool) -> None:
-    payloads = {tag: list(range(tag, tag + 5)) for tag in range(40)}
+    payloads = {n: list(range(n, n + 5)) for n in range(40)}
     pending = list(payloads)
-    events: list[PoolEvent] = []
+    sent: dict[int, int] = {}  # ticket -> payload
+    events: list[ChunkEvent] = []
     while len(events) < len(payloads):
         while pending and pool.idle_workers():
-            tag = pending.pop()
-            pool.submit(fns.square_items, payloads[tag], tag=tag)
+            n = pending.pop()
+            sent[pool.submit(fns.square_items, payloads[n])] = n
         events.extend(pool.poll(10.0))
-    assert sorted(e.tag for e in events) == sorted(payloads)
-    assert len({e.ticket for e in events}) == len(payloads)
+    assert sorted(e.ticket for e in events) == sorted(sent)
     for event in events:
-        assert event.kind == "done"
-        assert event.value == [x * x for x in payloads[event.tag]]
-        assert event.position is None and event.exitcode is None
+        assert isinstance(event, ChunkDone)
+        assert event.value == [x * x for x in payloads[sent[event.ticket]]]
         pid_of(event)
 
 
@@ -109,67 +124,64 @@ def test_results_stream_back_as_they_finish(pool: WorkerPool) -> None:
 def test_exception_in_fn_is_an_error_event_and_the_worker_lives_on() -> None:
     with WorkerPool(1) as pool:
         before = run_one(pool, fns.getpid, None)
-        pool.submit(fns.raise_value_error, 7, tag="t")
+        ticket = pool.submit(fns.raise_value_error, 7)
         (event,) = collect(pool, 1)
-        assert event.kind == "error" and event.tag == "t"
-        assert isinstance(event.value, RemoteError)
-        assert event.value.type_name == "ValueError"
-        assert event.value.message == "bad payload 7"
-        assert "raise ValueError" in event.value.traceback
-        assert "_pool_fns.py" in event.value.traceback
-        after = run_one(pool, fns.getpid, None)
-        assert after.value == before.value == pid_of(event)
+        assert isinstance(event, ChunkRaised) and event.ticket == ticket
+        assert isinstance(event.error, RemoteError)
+        assert event.error.type_name == "ValueError"
+        assert event.error.message == "bad payload 7"
+        assert "raise ValueError" in event.error.traceback
+        assert "_pool_fns.py" in event.error.traceback
+        after = done(run_one(pool, fns.getpid, None))
+        assert after == done(before) == pid_of(event)
 
 
 def test_os_exit_is_a_died_event_and_a_fresh_worker_takes_over() -> None:
     with WorkerPool(1) as pool:
-        pool.submit(fns.exit_with, 3, tag="x")
+        ticket = pool.submit(fns.exit_with, 3)
         (event,) = collect(pool, 1)
-        assert (event.kind, event.exitcode, event.tag) == ("died", 3, "x")
-        assert event.position is None
+        assert event == WorkerDied(ticket, None, event.worker, 3)
         assert pool.idle_workers() == 1
-        after = run_one(pool, fns.getpid, None)
-        assert after.kind == "done"
-        assert after.value != pid_of(event)
+        assert done(run_one(pool, fns.getpid, None)) != pid_of(event)
         assert is_gone(pid_of(event))
 
 
 def test_segfault_is_a_died_event_with_sigsegv(pool: WorkerPool) -> None:
     event = run_one(pool, fns.segfault, None)
-    assert event.kind == "died"
+    assert isinstance(event, WorkerDied)
     assert event.exitcode == -signal.SIGSEGV
-    assert run_one(pool, fns.echo, 1).value == 1
+    assert done(run_one(pool, fns.echo, 1)) == 1
 
 
 def test_position_is_the_item_running_at_death(pool: WorkerPool) -> None:
     event = run_one(pool, fns.kill_self_at, (6, 3))
-    assert (event.kind, event.position, event.exitcode) == ("died", 3, -signal.SIGKILL)
+    assert isinstance(event, WorkerDied)
+    assert (event.position, event.exitcode) == (3, -signal.SIGKILL)
 
 
 def test_timeout_kills_the_worker_reports_the_item_and_replaces_it() -> None:
     with WorkerPool(1) as pool:
-        first = run_one(pool, fns.getpid, None)
+        first = done(run_one(pool, fns.getpid, None))
         start = time.monotonic()
-        pool.submit(fns.sleep_items, [0.0, 0.01, 30.0, 0.0], task_timeout=0.5, tag=9)
+        ticket = pool.submit(fns.sleep_items, [0.0, 0.01, 30.0, 0.0], task_timeout=0.5)
         (event,) = collect(pool, 1)
         assert time.monotonic() - start < 5.0
-        assert (event.kind, event.position, event.tag) == ("timeout", 2, 9)
-        assert event.exitcode == -signal.SIGKILL
-        assert pid_of(event) == first.value
-        assert wait_gone([first.value], 2.0) == []
+        assert event == TaskTimedOut(ticket, 2, event.worker, -signal.SIGKILL)
+        assert pid_of(event) == first
+        assert wait_gone([first], 2.0) == []
         later = run_one(pool, fns.square_items, [3], task_timeout=5.0)
-        assert (later.kind, later.value) == ("done", [9])
-        assert pid_of(later) != first.value
+        assert done(later) == [9]
+        assert pid_of(later) != first
 
 
 def test_timeout_applies_per_item_when_fn_reports_positions(pool: WorkerPool) -> None:
     event = run_one(pool, fns.sleep_items, [0.3, 0.3, 0.3], task_timeout=0.6)
-    assert (event.kind, event.value) == ("done", 3)
+    assert done(event) == 3
 
 
 def test_a_chunk_without_positions_is_timed_as_a_whole(pool: WorkerPool) -> None:
     event = run_one(pool, fns.sleep_unreported, 30.0, task_timeout=0.4)
-    assert (event.kind, event.position) == ("timeout", None)
+    assert isinstance(event, TaskTimedOut) and event.position is None
 
 
 def test_a_result_sent_just_before_death_is_still_delivered() -> None:
@@ -177,47 +189,47 @@ def test_a_result_sent_just_before_death_is_still_delivered() -> None:
         pool.submit(fns.reply_then_exit, None)
         time.sleep(0.6)  # both the reply and the exit have happened before we look
         events = pool.poll(5.0)
-        assert [(e.kind, e.value) for e in events] == [("done", "replied")]
+        assert [done(e) for e in events] == ["replied"]
         assert pool.poll(0.3) == []  # a worker dying while idle is replaced silently
         assert is_gone(pid_of(events[0]))
-        assert run_one(pool, fns.getpid, None).value != pid_of(events[0])
+        assert done(run_one(pool, fns.getpid, None)) != pid_of(events[0])
 
 
 def test_a_worker_killed_while_idle_is_replaced_before_use() -> None:
     with WorkerPool(1) as pool:
-        pid = run_one(pool, fns.getpid, None).value
+        pid = done(run_one(pool, fns.getpid, None))
         os.kill(pid, signal.SIGKILL)
         # Reaped (by the forkserver), not just a zombie: a zombie leader may still have a thread
         # exiting, with the pipe still open.
         assert wait_gone([pid], 5.0, reaped=True) == []
         event = run_one(pool, fns.getpid, None)
-        assert event.kind == "done" and event.value != pid, (event, pid)
+        assert done(event) != pid, (event, pid)
 
 
 def test_unpicklable_result_is_an_error_and_the_worker_lives_on() -> None:
     with WorkerPool(1) as pool:
         event = run_one(pool, fns.unpicklable_result, None)
-        assert event.kind == "error"
-        assert "cannot be pickled" in event.value.message
-        assert run_one(pool, fns.getpid, None).value == pid_of(event)
+        assert isinstance(event, ChunkRaised)
+        assert "cannot be pickled" in event.error.message
+        assert done(run_one(pool, fns.getpid, None)) == pid_of(event)
 
 
 def test_unpicklable_payload_fails_in_submit_without_using_a_worker(pool: WorkerPool) -> None:
     with pytest.raises((AttributeError, pickle.PicklingError)):
         pool.submit(fns.echo, lambda: None)
     assert pool.idle_workers() == 2
-    assert run_one(pool, fns.echo, "ok").value == "ok"
+    assert done(run_one(pool, fns.echo, "ok")) == "ok"
 
 
 def test_large_results_and_payloads_round_trip(pool: WorkerPool) -> None:
-    table = run_one(pool, fns.big_table, 1_000_000).value
+    table = done(run_one(pool, fns.big_table, 1_000_000))
     assert table.num_rows == 1_000_000
     assert table.column("x")[999_999].as_py() == 999_999
-    array = run_one(pool, fns.big_array, 200_000).value
+    array = done(run_one(pool, fns.big_array, 200_000))
     assert array.flags.writeable and array[-1] == 199_999.0
     array[0] = -1.0
     blob = os.urandom(3_000_000)
-    assert run_one(pool, fns.echo, blob).value == blob
+    assert done(run_one(pool, fns.echo, blob)) == blob
 
 
 def test_initializer_runs_once_per_worker_with_its_args() -> None:
@@ -226,7 +238,7 @@ def test_initializer_runs_once_per_worker_with_its_args() -> None:
             pool.submit(fns.read_init, None)
         events = collect(pool, 2)
         events += [run_one(pool, fns.read_init, None) for _ in range(3)]
-        assert {e.value for e in events} == {(1, "marked")}
+        assert {done(e) for e in events} == {(1, "marked")}
 
 
 def test_failing_initializer_raises_worker_start_error() -> None:
@@ -234,7 +246,8 @@ def test_failing_initializer_raises_worker_start_error() -> None:
         pool.submit(fns.echo, None)
         with pytest.raises(WorkerStartError, match="initializer is broken") as info:
             collect(pool, 1)
-        assert info.value.remote is not None
+        assert isinstance(info.value, ModelOpsError)  # in the error tree: the CLI reports it
+        assert isinstance(info.value.remote, RemoteError)
         assert info.value.remote.type_name == "ValueError"
 
 
@@ -255,7 +268,7 @@ def test_submit_needs_an_idle_worker_and_poll_returns_when_nothing_runs(pool: Wo
 
 def test_shutdown_leaves_no_processes_and_is_idempotent() -> None:
     pool = WorkerPool(2)
-    pids = [e.value for e in (run_one(pool, fns.getpid, None) for _ in range(2))]
+    pids = [done(run_one(pool, fns.getpid, None)) for _ in range(2)]
     pool.submit(fns.getpid, None)
     pool.submit(fns.sleep_items, [30.0])
     time.sleep(0.3)
@@ -276,7 +289,7 @@ def test_shutdown_kill_is_immediate() -> None:
     with WorkerPool(2) as pool:
         pool.submit(fns.getpid, None)
         pool.submit(fns.getpid, None)
-        pids = [e.value for e in collect(pool, 2)]
+        pids = [done(e) for e in collect(pool, 2)]
         pool.submit(fns.sleep_items, [30.0])
         pool.submit(fns.sleep_unreported, 30.0)
         start = time.monotonic()
@@ -288,7 +301,7 @@ def test_shutdown_kill_is_immediate() -> None:
 
 def test_a_pool_dropped_without_shutdown_kills_its_workers() -> None:
     pool = WorkerPool(1)
-    pid = run_one(pool, fns.getpid, None).value
+    pid = done(run_one(pool, fns.getpid, None))
     pool.submit(fns.sleep_items, [30.0])
     del pool
     gc.collect()
@@ -299,12 +312,13 @@ def test_a_pool_dropped_without_shutdown_kills_its_workers() -> None:
 @pytest.mark.parametrize("context", ["forkserver", "spawn", "fork"])
 def test_every_start_method_runs_a_trivial_fn(context: str) -> None:
     with WorkerPool(2, context=context) as pool:
-        pool.submit(fns.square_items, [2, 3], tag="a")
-        pool.submit(fns.getpid, None, tag="b")
-        events = {e.tag: e for e in collect(pool, 2)}
-        assert events["a"].value == [4, 9]
-        assert events["b"].value == pid_of(events["b"])
-        assert run_one(pool, fns.exit_with, 4).exitcode == 4
+        square = pool.submit(fns.square_items, [2, 3])
+        getpid = pool.submit(fns.getpid, None)
+        events = {e.ticket: e for e in collect(pool, 2)}
+        assert done(events[square]) == [4, 9]
+        assert done(events[getpid]) == pid_of(events[getpid])
+        died = run_one(pool, fns.exit_with, 4)
+        assert isinstance(died, WorkerDied) and died.exitcode == 4
 
 
 def test_bad_arguments_are_rejected() -> None:

@@ -74,7 +74,9 @@ def test_creates_layout_with_missing_parents(tmp_path: Path, store: ResultStore)
     assert (root / "jobs").is_dir()
     assert store.job_dir("abc") == root / "jobs" / "abc"
     log = store.log_path("abc")
-    assert log == root / "jobs" / "abc" / "job.log" and log.parent.is_dir()
+    assert log == root / "jobs" / "abc" / "job.log"
+    assert not log.parent.exists()  # asking for a path creates nothing
+    assert store.ensure_job_dir("abc") == log.parent and log.parent.is_dir()
     raw = sqlite3.connect(root / "ledger.sqlite")
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -128,13 +130,21 @@ def test_public_names() -> None:
         "DoneTask",
         "FailedTask",
         "FailureRecord",
+        "JobLike",
         "JobRecord",
         "JobState",
         "Ledger",
         "ResultStore",
         "ShardRecord",
-        "TaskRow",
+        "TaskKey",
         "TaskStatus",
+        "default_store",
+        "job_state",
+        "job_status",
+        "open_existing_store",
+        "open_store",
+        "read_job",
+        "resolve_job",
     }
     assert len(set(modelops.store.__all__)) == len(modelops.store.__all__)
     for name in modelops.store.__all__:

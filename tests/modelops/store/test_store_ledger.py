@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelops.store import DoneTask, FailedTask, Ledger
+from modelops.store.ledger import SCHEMA_VERSION
 from modelops_contracts.errors import StoreError
 
 
@@ -21,6 +22,19 @@ def hexid(*parts: object) -> str:
 
 def rows(n: int, start: int = 0) -> list[tuple[str, str, int, int]]:
     return [(hexid("t", i), hexid("p", i // 3), i % 3, 1000 + i) for i in range(start, start + n)]
+
+
+def registered(path: Path, job_id: str) -> list[tuple[str, str, int, int]]:
+    """The job's tasks in registration order, read with a separate connection."""
+    raw = sqlite3.connect(path)
+    try:
+        return raw.execute(
+            "SELECT t.task_id, t.param_id, t.replicate, t.seed FROM tasks AS t "
+            "JOIN jobs AS j ON j.job_key = t.job_key WHERE j.job_id = ? ORDER BY t.seq",
+            (job_id,),
+        ).fetchall()
+    finally:
+        raw.close()
 
 
 @pytest.fixture
@@ -33,11 +47,13 @@ def test_wal_mode_and_schema_version(tmp_path: Path, ledger: Ledger) -> None:
     raw = sqlite3.connect(tmp_path / "ledger.sqlite")
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        job_columns = {r[1] for r in raw.execute("PRAGMA table_info(jobs)")}
     finally:
         raw.close()
     assert {"jobs", "tasks", "commits", "shards", "results"} <= tables
+    assert "content_key" in job_columns
 
 
 def test_newer_schema_is_refused(tmp_path: Path, ledger: Ledger) -> None:
@@ -83,8 +99,6 @@ def test_unknown_job_raises_everywhere(ledger: Ledger) -> None:
         lambda: ledger.request_cancel("x"),
         lambda: ledger.cancel_requested("x"),
         lambda: ledger.failures("x"),
-        lambda: ledger.done_task_ids("x"),
-        lambda: list(ledger.pending_tasks("x")),
     ):
         with pytest.raises(StoreError, match="unknown job 'x'"):
             call()
@@ -117,30 +131,13 @@ def test_update_job_spec_merges_nested_dicts(ledger: Ledger) -> None:
         ledger.update_job_spec("j", {"bad": object()})
 
 
-def test_add_tasks_ignores_duplicates_and_keeps_order(ledger: Ledger) -> None:
-    ledger.create_job("j", total=25_000, spec={})
-    first = rows(15_000)
-    assert ledger.add_tasks("j", iter(first)) == 15_000
-    assert ledger.add_tasks("j", (r for r in rows(25_000))) == 10_000
-    pending = list(ledger.pending_tasks("j"))
-    assert pending == rows(25_000)  # registration order, across several pages
-
-
-def test_pending_tasks_can_interleave_with_commits(ledger: Ledger) -> None:
-    ledger.create_job("j", total=25_000, spec={})
-    ledger.add_tasks("j", rows(25_000))
-    seen = 0
-    next_id = 1
-    for i, task in enumerate(ledger.pending_tasks("j")):
-        seen += 1
-        if i % 5000 == 0:
-            done = [DoneTask(task[0])]
-            ledger.record_commit(
-                "j", next_id, shards=[], done=done, row_counts={}, failed=[], cached=[]
-            )
-            next_id += 1
-    assert seen == 25_000
-    assert ledger.counts("j")["done"] == 5
+def test_add_tasks_ignores_duplicates_and_keeps_order(tmp_path: Path, ledger: Ledger) -> None:
+    ledger.create_job("j", total=75_000, spec={})
+    first = rows(55_000)
+    assert ledger.add_tasks("j", iter(first)) == 55_000  # more than one insert batch
+    assert ledger.add_tasks("j", (r for r in rows(75_000))) == 20_000
+    assert registered(tmp_path / "ledger.sqlite", "j") == rows(75_000)  # registration order
+    assert ledger.counts("j")["pending"] == 75_000
 
 
 def test_seeds_up_to_2_64_round_trip(ledger: Ledger) -> None:
@@ -148,7 +145,6 @@ def test_seeds_up_to_2_64_round_trip(ledger: Ledger) -> None:
     ledger.create_job("j", total=len(seeds), spec={})
     tasks = [(hexid(s), hexid("p"), i, s) for i, s in enumerate(seeds)]
     ledger.add_tasks("j", tasks)
-    assert [t[3] for t in ledger.pending_tasks("j")] == seeds
     failed = [FailedTask(t[0], "failed", "E", "m") for t in tasks]
     ledger.record_commit("j", 1, shards=[], done=[], row_counts={}, failed=failed, cached=[])
     assert [f.seed for f in ledger.failures("j")] == seeds
@@ -204,10 +200,9 @@ def test_counts_and_failures_then_a_later_success(ledger: Ledger) -> None:
     ledger.record_commit(
         "j", 2, shards=[], done=[DoneTask(ids[1], attempts=1)], row_counts={}, failed=[], cached=[]
     )
-    assert ledger.done_task_ids("j") == {ids[0], ids[1]}
+    assert ledger.classify_done("j", ids) == ({ids[0], ids[1]}, set())
     assert [r.task_id for r in ledger.failures("j")] == [ids[2]]
-    pending_ids = [t[0] for t in ledger.pending_tasks("j")]
-    assert ids[1] not in pending_ids and ids[3] in pending_ids
+    assert ledger.counts("j") == {"pending": 3, "done": 2, "cached": 0, "failed": 0, "timeout": 1}
 
 
 def test_attempts_accumulate_across_runs(tmp_path: Path, ledger: Ledger) -> None:
@@ -255,7 +250,6 @@ def test_classify_done_across_jobs(ledger: Ledger) -> None:
     ledger.record_commit("b", 2, shards=[], done=[], row_counts={}, failed=[], cached=list(shared))
     assert ledger.counts("b")["cached"] == 1
     assert ledger.classify_done("b", b_ids) == (shared, set())  # now cached here
-    assert ledger.done_task_ids("b") == shared
 
 
 def test_one_ledger_shared_by_threads(ledger: Ledger) -> None:
@@ -289,3 +283,81 @@ def test_one_ledger_shared_by_threads(ledger: Ledger) -> None:
         thread.join(60)
     assert errors == []
     assert ledger.counts("j")["done"] == 2_000
+
+
+# -- content keys (schema v2) ------------------------------------------------------------------
+
+
+def test_create_job_stores_and_checks_the_content_key(tmp_path: Path, ledger: Ledger) -> None:
+    assert ledger.create_job("j", total=1, spec={}, content_key="k1") is False
+    assert ledger.create_job("j", total=1, spec={}, content_key="k1") is True
+    assert ledger.create_job("j", total=1, spec={}) is True  # no key given: not checked
+    with pytest.raises(StoreError, match="'j' already names a different job") as info:
+        ledger.create_job("j", total=1, spec={}, content_key="k2")
+    assert "choose another job id" in str(info.value)
+    assert "--" not in str(info.value)
+    assert content_key(tmp_path / "ledger.sqlite", "j") == "k1"
+
+
+def test_create_job_sets_a_missing_content_key(tmp_path: Path, ledger: Ledger) -> None:
+    ledger.create_job("old", total=1, spec={"v": 1})  # as jobs recorded before schema v2
+    assert content_key(tmp_path / "ledger.sqlite", "old") is None
+    assert ledger.create_job("old", total=1, spec={"v": 2}, content_key="k") is True
+    assert content_key(tmp_path / "ledger.sqlite", "old") == "k"
+    job = ledger.get_job("old")
+    assert job is not None and job.spec == {"v": 1}  # otherwise left unchanged
+    with pytest.raises(StoreError, match="different job"):
+        ledger.create_job("old", total=1, spec={}, content_key="other")
+
+
+def content_key(path: Path, job_id: str) -> str | None:
+    raw = sqlite3.connect(path)
+    try:
+        row = raw.execute("SELECT content_key FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    finally:
+        raw.close()
+    return None if row[0] is None else str(row[0])
+
+
+# -- read-only ---------------------------------------------------------------------------------
+
+
+def test_readonly_ledger_reads_and_refuses_every_write(tmp_path: Path, ledger: Ledger) -> None:
+    ledger.create_job("j", total=2, spec={"a": 1})
+    ledger.add_tasks("j", rows(2))
+    ledger.record_commit(
+        "j", 1, shards=[], done=[DoneTask(rows(1)[0][0])], row_counts={}, failed=[], cached=[]
+    )
+    before = (tmp_path / "ledger.sqlite").read_bytes()
+    with Ledger(tmp_path / "ledger.sqlite", readonly=True) as reader:
+        assert reader.readonly
+        assert reader.counts("j") == {
+            "pending": 1,
+            "done": 1,
+            "cached": 0,
+            "failed": 0,
+            "timeout": 0,
+        }
+        assert [j.job_id for j in reader.list_jobs()] == ["j"]
+        assert reader.schema_version == SCHEMA_VERSION
+        writes = (
+            lambda: reader.create_job("k", total=0, spec={}),
+            lambda: reader.add_tasks("j", rows(1, start=5)),
+            lambda: reader.set_job_state("j", "running"),
+            lambda: reader.update_job_spec("j", {"b": 2}),
+            lambda: reader.request_cancel("j"),
+            lambda: reader.record_commit(
+                "j", 2, shards=[], done=[], row_counts={}, failed=[], cached=[]
+            ),
+        )
+        for write in writes:
+            with pytest.raises(StoreError, match="open read-only"):
+                write()
+    assert (tmp_path / "ledger.sqlite").read_bytes() == before
+    assert ledger.counts("j")["done"] == 1
+
+
+def test_readonly_ledger_needs_an_existing_ledger(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open ledger"):
+        Ledger(tmp_path / "missing.sqlite", readonly=True)
+    assert not (tmp_path / "missing.sqlite").exists()

@@ -1,92 +1,38 @@
-"""The driver: feed a job's tasks to a backend, commit results to the store, resume after crashes.
+"""The driver loop: feed a job's tasks to a backend, commit results, resume after crashes.
 
-The driver owns the ledger and the store. It skips task_ids already done anywhere in the store,
-sends the rest in chunks sized from measured task durations (one chunk in flight per worker, so
-memory is bounded by the window, never by the job), and commits finished tasks in batches: one
-Parquet shard per output, then their status, in one ledger transaction.
+The driver owns the ledger while it runs. It skips task_ids already done anywhere in the store,
+sends the rest in chunks sized from measured task durations (a fixed number of chunks in flight
+per worker, so memory is bounded by the window, never by the job), and commits finished tasks in
+batches: one Parquet shard per output, then their status, in one ledger transaction. What to do
+when a chunk is lost and how big chunks are is decided by :mod:`modelops.services._policy`.
 """
 
 from __future__ import annotations
 
-import math
 import platform
 import socket
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 import pyarrow as pa
 
+from modelops.engine._types import Progress, RunOptions, RunSummary
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
-from modelops.services._base import ChunkBackend, ChunkEvent
+from modelops.services._base import ChunkBackend
+from modelops.services._events import ChunkDone, ChunkEvent, ChunkRaised, TaskTimedOut, WorkerDied
+from modelops.services._policy import AttemptTracker, ChunkSizer
 from modelops.store import DoneTask, FailedTask, ResultStore
 from modelops_contracts import SimJob, TaskRow
 from modelops_contracts.task import bundle_digest
 
-__all__ = ["Progress", "RunOptions", "RunSummary", "run_job"]
+__all__ = ["Driver"]
 
 _BLOCK = 5000  # tasks registered and cache-checked per ledger round trip
-_SIGNALS = {-9: "SIGKILL", -11: "SIGSEGV", -6: "SIGABRT", -15: "SIGTERM", -7: "SIGBUS"}
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a job; the CLI flags of ``mops run`` map onto these."""
-
-    retries: int = 2
-    task_timeout: float | None = None
-    fail_fast: bool = False
-    use_cache: bool = True
-    target_chunk_seconds: float = 0.5
-    max_chunk: int = 5000
-    commit_rows: int = 200_000
-    commit_seconds: float = 2.0
-
-
-@dataclass
-class Progress:
-    """A snapshot of a running job for progress displays."""
-
-    total: int
-    cached: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    timed_out: int = 0
-    elapsed: float = 0.0
-
-    @property
-    def finished(self) -> int:
-        """Tasks that need no more work (cached, succeeded, failed or timed out)."""
-        return self.cached + self.succeeded + self.failed + self.timed_out
-
-    @property
-    def rate(self) -> float:
-        """Tasks run per second in this run (cached tasks excluded)."""
-        ran = self.succeeded + self.failed + self.timed_out
-        return ran / self.elapsed if self.elapsed > 0 else 0.0
-
-
-@dataclass
-class RunSummary:
-    """How a run ended; ``mops run --json`` prints :meth:`to_dict`."""
-
-    job_id: str
-    state: str
-    total: int
-    succeeded: int
-    failed: int
-    timed_out: int
-    cached: int
-    wall_seconds: float
-    store: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible form."""
-        return asdict(self)
 
 
 @dataclass
@@ -104,33 +50,11 @@ class _Buffer:
         return not (self.done or self.failed or self.cached)
 
 
-class _ChunkSizer:
-    """Chooses chunk sizes so a chunk holds about ``target`` seconds of work."""
+class Driver:
+    """State of one run of a job: the window of chunks in flight and the pending commit.
 
-    def __init__(self, target: float, max_chunk: int) -> None:
-        self.target = target
-        self.max_chunk = max_chunk
-        self.per_task: float | None = None
-        self.size = 4
-
-    def observe(self, durations: list[float], wall: float | None = None) -> None:
-        if not durations:
-            return
-        mean = max(sum(durations) / len(durations), 1e-6)
-        if wall is not None:
-            mean = max(mean, wall / len(durations))
-        self.per_task = mean if self.per_task is None else 0.7 * self.per_task + 0.3 * mean
-        wanted = int(self.target / self.per_task)
-        self.size = max(1, min(self.max_chunk, wanted, self.size * 8))
-
-    def next_size(self, remaining: int, workers: int) -> int:
-        # near the end, split what is left so every worker finishes at about the same time
-        tail = math.ceil(remaining / (2 * workers)) if remaining > 0 else 1
-        return max(1, min(self.size, tail))
-
-
-class _Run:
-    """State of one driver run (one call of :func:`run_job`)."""
+    Built and driven by :class:`~modelops.engine.Execution`, which holds the store's run lock.
+    """
 
     def __init__(
         self,
@@ -146,11 +70,11 @@ class _Run:
         self.backend = backend
         self.options = options
         self.on_progress = on_progress
-        self.sizer = _ChunkSizer(options.target_chunk_seconds, options.max_chunk)
+        self.sizer = ChunkSizer(options.target_chunk_seconds, options.max_chunk)
+        self.tracker = AttemptTracker(options.retries, options.task_timeout)
         self.progress = Progress(total=job.task_count())
         self.buffer = _Buffer()
         self.retry: deque[list[TaskRow]] = deque()
-        self.attempts: dict[str, int] = {}
         self.in_flight: dict[int, tuple[list[TaskRow], float]] = {}
         self.packages: dict[str, str] = {}
         self.warm_workers: set[str] = set()
@@ -158,6 +82,7 @@ class _Run:
         self.stop_reason: str | None = None
         self.remaining = 0
         self.started_backend = False
+        self.log_path = store.log_path(job.job_id)
         self._source: Iterator[TaskRow] = iter(())
         self._ready: deque[TaskRow] = deque()
         self._pulled = 0
@@ -167,9 +92,15 @@ class _Run:
     # -- setup -----------------------------------------------------------------------------
 
     def prepare(self) -> None:
+        """Register the job (refusing a job id that names other content) and mark it running."""
         job, ledger = self.job, self.ledger
-        ledger.create_job(job.job_id, total=job.task_count(), spec=self._spec())
-        job_file = self.store.job_dir(job.job_id) / "job.json"
+        ledger.create_job(
+            job.job_id,
+            total=job.task_count(),
+            spec=self._spec(),
+            content_key=job.content_digest(),
+        )
+        job_file = self.store.ensure_job_dir(job.job_id) / "job.json"
         if not job_file.exists():
             self.store.write_job_file(job.job_id, job.to_json())
         ledger.set_job_state(job.job_id, "running")
@@ -218,6 +149,19 @@ class _Run:
         }
 
     # -- main loop -------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Run every task not done yet; Ctrl-C or any error keeps what finished, resumable."""
+        try:
+            self._report(time.monotonic(), force=True)
+            self.loop()
+        except BaseException:
+            self.backend.close(kill=True)
+            self.commit()
+            self.finish("interrupted")
+            raise
+        self.backend.close()
+        return self.finish()
 
     def loop(self) -> None:
         while True:
@@ -280,7 +224,7 @@ class _Run:
                 ChunkTask(i, r.task_id, r.param_id, r.replicate, r.seed, dict(r.params))
                 for i, r in enumerate(rows)
             ],
-            log_path=str(self.store.log_path(self.job.job_id)),
+            log_path=str(self.log_path),
         )
         ticket = self.backend.submit_chunk(spec, task_timeout=self.options.task_timeout)
         self.in_flight[ticket] = (rows, time.monotonic())
@@ -290,7 +234,8 @@ class _Run:
         self.backend.start(
             bundle_ref=self.job.bundle_ref,
             bundle_zip=zip_path,
-            log_path=self.store.log_path(self.job.job_id),
+            cache_dir=self.store.bundle_cache_dir,
+            log_path=self.log_path,
         )
         self.started_backend = True
 
@@ -301,40 +246,51 @@ class _Run:
         if entry is None:  # its chunk was dropped by stop() while handling this poll's events
             return
         rows, sent = entry
-        if event.kind == "done":
-            self._done(rows, event.value, time.monotonic() - sent)
-        elif event.kind == "error":
-            error_type, message, tb = event.value
-            for row in rows:
-                self._fail(row, "failed", error_type, message, tb, None, event.worker)
-        elif event.kind == "timeout":
-            self._lost(rows, event, timed_out=True)
-        else:
-            self._lost(rows, event, timed_out=False)
+        match event:
+            case ChunkDone(value=result):
+                self._done(rows, result, time.monotonic() - sent)
+            case ChunkRaised(error=error, worker=worker):
+                for row in rows:
+                    attempts = self.tracker.finish(row.task_id)
+                    self._fail(
+                        row,
+                        FailedTask(
+                            row.task_id,
+                            "failed",
+                            error.type_name,
+                            error.message,
+                            error.traceback,
+                            attempts=attempts,
+                            worker=worker,
+                        ),
+                    )
+            case WorkerDied() | TaskTimedOut():
+                self._lost(rows, event)
 
     def _done(self, rows: list[TaskRow], result: ChunkResult, wall: float) -> None:
         self.packages.update(result.packages)
         durations = []
         for row, outcome in zip(rows, result.outcomes, strict=True):
             durations.append(outcome.duration)
-            attempts = self.attempts.pop(row.task_id, 0) + 1
+            attempts = self.tracker.finish(row.task_id)
             if outcome.ok:
                 self.buffer.done.append(
                     DoneTask(row.task_id, outcome.duration, result.worker, attempts)
                 )
                 self.progress.succeeded += 1
             else:
-                self.attempts[row.task_id] = attempts - 1
-                self._fail(
-                    row,
+                failure = FailedTask(
+                    row.task_id,
                     "failed",
                     outcome.error_type or "Error",
                     outcome.message or "",
                     outcome.traceback,
                     outcome.stderr_tail,
-                    result.worker,
+                    attempts,
                     outcome.duration,
+                    result.worker,
                 )
+                self._fail(row, failure)
         for output, table in result.tables.items():
             self.buffer.tables.setdefault(output, []).append(table)
             self.buffer.rows += table.num_rows
@@ -344,86 +300,29 @@ class _Run:
         self.warm_workers.add(result.worker)
         self.sizer.observe(durations, wall if warm else None)
 
-    def _lost(self, rows: list[TaskRow], event: ChunkEvent, *, timed_out: bool) -> None:
-        """A worker died or was killed for a timeout: charge the running task, re-run the rest."""
-        pos = event.position
-        if pos is None or not 0 <= pos < len(rows):
-            # cannot tell which task was running: retry each alone, charging all of them
-            for row in rows:
-                self._charge(row, event)
-            return
-        innocent = rows[:pos] + rows[pos + 1 :]
-        if innocent:
-            self.retry.append(innocent)
-        suspect = rows[pos]
-        if timed_out:
-            attempts = self.attempts.pop(suspect.task_id, 0) + 1
-            limit = self.options.task_timeout
-            message = (
-                f"task ran longer than the {limit:g} s limit (--task-timeout); "
-                "its worker was killed"
-            )
+    def _lost(self, rows: list[TaskRow], event: WorkerDied | TaskTimedOut) -> None:
+        """A worker died or was killed for a timeout: the policy says who runs again."""
+        verdict = self.tracker.lost([r.task_id for r in rows], event)
+        self.retry.extend([rows[i] for i in group] for group in verdict.rerun)
+        for failure in verdict.failures:
+            row = rows[failure.index]
+            duration = self.options.task_timeout if failure.status == "timeout" else None
             self._fail(
-                suspect,
-                "timeout",
-                "TaskTimeout",
-                message,
-                None,
-                None,
-                event.worker,
-                limit,
-                attempts,
+                row,
+                FailedTask(
+                    row.task_id,
+                    failure.status,
+                    failure.error_type,
+                    failure.message,
+                    attempts=failure.attempts,
+                    duration=duration,
+                    worker=event.worker,
+                ),
             )
-        else:
-            self._charge(suspect, event)
 
-    def _charge(self, row: TaskRow, event: ChunkEvent) -> None:
-        attempts = self.attempts.get(row.task_id, 0) + 1
-        self.attempts[row.task_id] = attempts
-        if attempts <= self.options.retries:
-            self.retry.append([row])
-            return
-        self.attempts.pop(row.task_id, None)
-        code = event.exitcode
-        how = (
-            _SIGNALS.get(code, f"signal {-code}")
-            if code is not None and code < 0
-            else (f"exit code {code}" if code is not None else "unknown cause")
-        )
-        message = (
-            f"worker process died ({how}) while running this task, "
-            f"{attempts} time{'s' if attempts > 1 else ''}"
-        )
-        self._fail(row, "failed", "WorkerDied", message, None, None, event.worker, None, attempts)
-
-    def _fail(
-        self,
-        row: TaskRow,
-        status: str,
-        error_type: str,
-        message: str,
-        tb: str | None,
-        stderr_tail: str | None,
-        worker: str,
-        duration: float | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        if attempts is None:
-            attempts = self.attempts.pop(row.task_id, 0) + 1
-        self.buffer.failed.append(
-            FailedTask(
-                row.task_id,
-                "timeout" if status == "timeout" else "failed",
-                error_type,
-                message,
-                tb,
-                stderr_tail,
-                attempts,
-                duration,
-                worker,
-            )
-        )
-        if status == "timeout":
+    def _fail(self, row: TaskRow, failure: FailedTask) -> None:
+        self.buffer.failed.append(failure)
+        if failure.status == "timeout":
             self.progress.timed_out += 1
         else:
             self.progress.failed += 1
@@ -497,33 +396,3 @@ def _concat(parts: list[pa.Table]) -> pa.Table:
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts, promote_options="permissive")
-
-
-def run_job(
-    job: SimJob,
-    store: ResultStore,
-    backend: ChunkBackend,
-    options: RunOptions | None = None,
-    *,
-    on_progress: Callable[[Progress], None] | None = None,
-) -> RunSummary:
-    """Run every task of ``job`` not already done in ``store``; return how the run ended.
-
-    The caller holds the store's run lock and has stored the job's bundle. Ctrl-C stops the
-    workers, commits what finished, marks the job interrupted and re-raises KeyboardInterrupt.
-    ``on_progress`` is called once the job is registered and running in the ledger (before any
-    task is sent), then periodically, and once at the end of the loop.
-    """
-    run = _Run(job, store, backend, options or RunOptions(), on_progress)
-    store.clean_orphans()
-    run.prepare()
-    try:
-        run._report(time.monotonic(), force=True)
-        run.loop()
-    except BaseException:  # Ctrl-C included: keep what finished, leave the job resumable
-        backend.close(kill=True)
-        run.commit()
-        run.finish("interrupted")
-        raise
-    backend.close()
-    return run.finish()

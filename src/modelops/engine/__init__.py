@@ -1,0 +1,31 @@
+"""The engine: one orchestrator that runs a job's tasks on a backend and commits them to a store.
+
+- :func:`execute` / :class:`Execution`: lock the store, snapshot and check the bundle, register
+  the job, run it, release the lock; what ``modelops.run`` and ``JobSubmissionClient`` call.
+- :class:`RunOptions`, :class:`Progress`, :class:`RunSummary`: what goes in and comes out.
+
+The loop itself (``_driver``) does the I/O; the decisions it takes about lost chunks and chunk
+sizes are pure code in :mod:`modelops.services._policy`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from modelops_contracts._lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from modelops.engine._execute import Execution, execute
+    from modelops.engine._types import Progress, RunOptions, RunSummary
+
+_EXPORTS = {
+    "Execution": "modelops.engine._execute",
+    "Progress": "modelops.engine._types",
+    "RunOptions": "modelops.engine._types",
+    "RunSummary": "modelops.engine._types",
+    "execute": "modelops.engine._execute",
+}
+
+__all__ = ["Execution", "Progress", "RunOptions", "RunSummary", "execute"]
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

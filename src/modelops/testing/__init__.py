@@ -1,0 +1,30 @@
+"""Test helpers that ship with ModelOps: the contract suite every chunk backend must pass.
+
+Importing this package imports pytest; ModelOps itself never imports it. See
+:mod:`modelops.testing.backends` for how to run the suite against a backend.
+"""
+
+from __future__ import annotations
+
+from modelops.testing._bundle import ContractStore, write_contract_store
+from modelops.testing.backends import (
+    BackendTests,
+    CrashTests,
+    TimeoutTests,
+    chunk_spec,
+    collect_events,
+    read_output,
+    start_bundle,
+)
+
+__all__ = [
+    "BackendTests",
+    "ContractStore",
+    "CrashTests",
+    "TimeoutTests",
+    "chunk_spec",
+    "collect_events",
+    "read_output",
+    "start_bundle",
+    "write_contract_store",
+]
