@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS: dict[str, set[str]] = {
     "modelops_contracts": set(),
     "modelops._fs": set(),
+    "modelops._output": {"modelops_contracts"},
     "modelops.model": {"modelops_contracts"},
     "modelops._bundle_archive": {"modelops_contracts", "modelops._fs", "modelops._bundle_walk"},
     "modelops._bundle_walk": {"modelops_contracts"},
@@ -39,7 +40,12 @@ LAYERS: dict[str, set[str]] = {
         "modelops.services",
         "modelops.store",
     },
-    "modelops.analysis": {"modelops_contracts", "modelops.model", "modelops.store"},
+    "modelops.analysis": {
+        "modelops_contracts",
+        "modelops._output",
+        "modelops.model",
+        "modelops.store",
+    },
     "modelops.api": {
         "modelops_contracts",
         "modelops.bundle",
@@ -58,6 +64,7 @@ LAYERS: dict[str, set[str]] = {
     "modelops.cli": {
         "modelops",
         "modelops_contracts",
+        "modelops._output",
         "modelops.analysis",
         "modelops.api",
         "modelops.bundle",

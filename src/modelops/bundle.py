@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,28 +20,12 @@ from modelops._bundle_archive import hash_files, read_snapshot, write_snapshot
 from modelops._bundle_walk import list_files
 from modelops._fs import fsync_dir
 from modelops_contracts.errors import BundleError
+from modelops_contracts.task import bundle_digest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["BundleStore", "bundle_files", "compute_digest", "digest_of", "materialize"]
-
-_REF = re.compile(r"(?:[^@\s]+@)?sha256:([0-9a-f]{64})")
-
-
-def digest_of(ref: str) -> str:
-    """Return the 64 hex digits of a ``sha256:<hex>`` or ``repo@sha256:<hex>`` reference.
-
-    Raises:
-        BundleError: ``ref`` has neither form (hex must be 64 lowercase digits).
-    """
-    match = _REF.fullmatch(ref) if isinstance(ref, str) else None
-    if match is None:
-        raise BundleError(
-            f"not a bundle reference: {ref!r}",
-            hint="expected 'sha256:<64 lowercase hex>' or 'repo@sha256:<hex>'",
-        )
-    return match.group(1)
+__all__ = ["BundleStore", "bundle_files", "compute_digest", "materialize"]
 
 
 def bundle_files(root: Path, *, exclude: Sequence[Path] = ()) -> list[tuple[str, Path]]:
@@ -80,6 +63,8 @@ class BundleStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.bundles_dir = self.directory / "bundles"
+        self.cache_dir = self.directory / "cache" / "bundles"
+        """Where backends on this machine extract snapshots (see :func:`materialize`)."""
 
     def put(self, root: Path, *, exclude: Sequence[Path] = ()) -> str:
         """Snapshot the bundle at ``root`` unless already stored; return its ``sha256:`` ref.
@@ -133,7 +118,7 @@ class BundleStore:
             BundleError: ``data`` is not a safe zip, its content digest is not ``ref``, or it
                 cannot be written.
         """
-        expected = digest_of(ref)
+        expected = bundle_digest(ref)
         actual = read_snapshot(io.BytesIO(data), f"received for {ref}")
         if actual != expected:
             raise BundleError(
@@ -144,7 +129,7 @@ class BundleStore:
             self._write_atomically(lambda out: _write_verified(out, data, actual))
 
     def _location(self, ref: str) -> Path:
-        return self.bundles_dir / f"{digest_of(ref)}.zip"
+        return self.bundles_dir / f"{bundle_digest(ref)}.zip"
 
     def _write_atomically(self, write: Callable[[IO[bytes]], str]) -> str:
         """Write a zip via ``write`` (which returns its hex digest) to ``<hex>.zip`` atomically."""
@@ -185,7 +170,7 @@ def materialize(ref: str, zip_source: Path | bytes, cache_dir: Path) -> Path:
         BundleError: ``ref`` is malformed, the zip is unreadable or unsafe (absolute, ``..``,
             drive-letter or symlink members), its content is not ``ref``, or writing fails.
     """
-    digest = digest_of(ref)
+    digest = bundle_digest(ref)
     cache_dir = Path(cache_dir)
     target = cache_dir / digest
     if target.is_dir():

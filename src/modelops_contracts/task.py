@@ -42,7 +42,7 @@ _OUTPUT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 def validate_bundle_ref(ref: object) -> str:
     """Return ``ref`` if it is ``sha256:<64 hex>`` or ``repo@sha256:<64 hex>``."""
-    if not isinstance(ref, str) or not _BUNDLE_REF_RE.match(ref):
+    if not isinstance(ref, str) or not _BUNDLE_REF_RE.fullmatch(ref):
         raise ContractViolationError(
             "bundle_ref must be 'sha256:<64 lowercase hex>' or 'repo@sha256:<64 hex>', "
             f"got {ref!r}",
@@ -54,7 +54,7 @@ def validate_bundle_ref(ref: object) -> str:
 
 def bundle_digest(ref: str) -> str:
     """The 64-hex digest inside a bundle reference (the repository part never counts)."""
-    match = _BUNDLE_REF_RE.match(validate_bundle_ref(ref))
+    match = _BUNDLE_REF_RE.fullmatch(validate_bundle_ref(ref))
     assert match is not None
     return match.group("hex")
 

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelops.bundle import BundleStore, bundle_files, compute_digest, digest_of, materialize
+from modelops.bundle import BundleStore, bundle_files, compute_digest, materialize
 from modelops_contracts.errors import BundleError
+from modelops_contracts.task import bundle_digest
 
 HEX = "ab" * 32
 
@@ -285,19 +286,6 @@ def test_unportable_file_name_is_refused(model: Path) -> None:
 # --- refs ---------------------------------------------------------------------------------------
 
 
-def test_digest_of_accepts_both_ref_forms() -> None:
-    assert digest_of(f"sha256:{HEX}") == HEX
-    assert digest_of(f"ghcr.io/org/model@sha256:{HEX}") == HEX
-
-
-@pytest.mark.parametrize(
-    "ref", ["", HEX, f"sha256:{HEX[:-1]}", f"sha256:{HEX.upper()}", f"md5:{HEX}", f"sha256:{HEX}\n"]
-)
-def test_digest_of_rejects_malformed_refs(ref: str) -> None:
-    with pytest.raises(BundleError, match="not a bundle reference"):
-        digest_of(ref)
-
-
 # --- store --------------------------------------------------------------------------------------
 
 
@@ -309,7 +297,7 @@ def test_put_is_idempotent_atomic_and_leaves_no_temp_files(model: Path, tmp_path
     first = zip_path.stat()
     assert store.put(model) == ref
     assert zip_path.stat().st_ino == first.st_ino
-    assert os.listdir(store.bundles_dir) == [f"{digest_of(ref)}.zip"]
+    assert os.listdir(store.bundles_dir) == [f"{bundle_digest(ref)}.zip"]
     assert store.has(ref)
     assert store.read_bytes(ref) == zip_path.read_bytes()
 
@@ -390,7 +378,7 @@ def test_put_bytes_round_trip(model: Path, tmp_path: Path) -> None:
     worker.put_bytes(ref, source.read_bytes(ref))
     worker.put_bytes(ref, source.read_bytes(ref))
     assert worker.read_bytes(ref) == source.read_bytes(ref)
-    assert os.listdir(worker.bundles_dir) == [f"{digest_of(ref)}.zip"]
+    assert os.listdir(worker.bundles_dir) == [f"{bundle_digest(ref)}.zip"]
 
 
 def test_put_bytes_rejects_content_that_is_not_the_ref(model: Path, tmp_path: Path) -> None:
@@ -422,9 +410,9 @@ def test_materialize_round_trip_gives_identical_digest(model: Path, tmp_path: Pa
     for i, source in enumerate(sources):
         cache = tmp_path / f"cache{i}"
         target = materialize(ref, source, cache)
-        assert target == cache / digest_of(ref)
+        assert target == cache / bundle_digest(ref)
         assert compute_digest(target) == ref
-        assert os.listdir(cache) == [digest_of(ref)]  # no staging directory left behind
+        assert os.listdir(cache) == [bundle_digest(ref)]  # no staging directory left behind
 
 
 def test_materialize_reuses_existing_directory_without_reading(model: Path, tmp_path: Path) -> None:
@@ -452,8 +440,8 @@ def test_materialize_concurrently_extracts_once(model: Path, tmp_path: Path) -> 
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [tmp_path / "cache" / digest_of(ref)] * 6
-    assert os.listdir(tmp_path / "cache") == [digest_of(ref)]
+    assert results == [tmp_path / "cache" / bundle_digest(ref)] * 6
+    assert os.listdir(tmp_path / "cache") == [bundle_digest(ref)]
     assert compute_digest(results[0]) == ref
 
 

@@ -5,6 +5,7 @@ import pickle
 import pytest
 
 from modelops_contracts import ContractViolationError, SimTask, UniqueParameterSet
+from modelops_contracts.task import bundle_digest
 from tests.conftest import KNOWN_PARAM_ID, KNOWN_PARAMS
 
 
@@ -110,3 +111,19 @@ def test_tasks_are_immutable(bundle_ref: str) -> None:
     task = _task(bundle_ref)
     with pytest.raises(ValueError, match="frozen"):
         task.seed = 3  # type: ignore[misc]
+
+
+HEX = "ab" * 32
+
+
+def test_bundle_digest_accepts_both_ref_forms() -> None:
+    assert bundle_digest(f"sha256:{HEX}") == HEX
+    assert bundle_digest(f"ghcr.io/org/model@sha256:{HEX}") == HEX
+
+
+@pytest.mark.parametrize(
+    "ref", ["", HEX, f"sha256:{HEX[:-1]}", f"sha256:{HEX.upper()}", f"md5:{HEX}", f"sha256:{HEX}\n"]
+)
+def test_bundle_digest_rejects_malformed_refs(ref: str) -> None:
+    with pytest.raises(ContractViolationError, match="bundle_ref must be"):
+        bundle_digest(ref)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelops._output import write_output
 from modelops.analysis._aggregate import aggregate
 from modelops.analysis._score import load_scored_targets, load_scores
 from modelops.analysis._targets import Target
@@ -195,7 +196,4 @@ def _figure(width: float = 8.0) -> Figure:
 
 
 def _save(figure: Figure, path: Path | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    return write_output(path, lambda dest: figure.savefig(dest, format="png"))

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelops._output import write_output
 from modelops.analysis._plots import plot_loss, plot_output
 from modelops.analysis._score import load_scored_targets, load_scores
 from modelops.store import job_status, resolve_job
@@ -72,9 +73,7 @@ def write_report(
         f"<body>{''.join(parts)}</body></html>\n"
     )
     dest = Path(path) if path is not None else result_store.job_dir(job_id) / "report.html"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(page, encoding="utf-8")
-    return dest
+    return write_output(dest, lambda target: target.write_text(page, encoding="utf-8"))
 
 
 def _summary(status: dict[str, Any]) -> str:

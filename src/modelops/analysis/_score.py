@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from modelops._output import write_output
 from modelops.analysis._losses import resolve_loss
 from modelops.analysis._targets import Target, targets_from_dicts
 from modelops.store import read_job, resolve_job
@@ -101,9 +102,9 @@ def score(
     table = pl.DataFrame(rows, infer_schema_length=None).sort(["loss", "param_id"], nulls_last=True)
     if write:
         directory = result_store.job_dir(job_id)
-        table.write_parquet(directory / SCORES_FILE)
+        write_output(directory / SCORES_FILE, table.write_parquet)
         text = json.dumps([t.to_dict() for t in targets], indent=2)
-        (directory / TARGETS_FILE).write_text(text, encoding="utf-8")
+        write_output(directory / TARGETS_FILE, lambda path: path.write_text(text, encoding="utf-8"))
     return table
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from modelops._output import write_output
 from modelops.cli._app import command
 from modelops_contracts.errors import ContractViolationError
 from modelops_contracts.migration import migrate_document
@@ -44,6 +45,6 @@ def migrate_command(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_output(output, lambda path: path.write_text(text, encoding="utf-8"))
     note = "converted from the old layout" if was_legacy else "already current; rewritten"
     typer.echo(f"{kind} {note}" + (f" -> {output}" if output else ""), err=True)

@@ -215,10 +215,10 @@ def results_command(
 
         summary = aggregate_output(job, output, by or [], store=result_store)
         if out_file is not None:
-            if out_file.suffix.lower() == ".csv":
-                summary.write_csv(out_file)
-            else:
-                summary.write_parquet(out_file)
+            from modelops._output import write_output
+
+            as_csv = out_file.suffix.lower() == ".csv"
+            write_output(out_file, summary.write_csv if as_csv else summary.write_parquet)
             typer.echo(f"wrote {summary.height} rows to {out_file}")
             return
         import polars as pl

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from modelops._output import write_output
 from modelops.cli._app import command, fail
 from modelops_contracts.errors import ContractViolationError
 
@@ -76,7 +77,7 @@ def sample_command(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_output(output, lambda path: path.write_text(text, encoding="utf-8"))
     for line in _summary(study, space, output, bundle):
         typer.echo(line, err=output is None)
 

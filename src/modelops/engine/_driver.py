@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from modelops.bundle import BundleStore
 from modelops.engine._types import Progress, RunOptions, RunSummary
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
 from modelops.services._base import ChunkBackend
@@ -230,11 +231,11 @@ class Driver:
         self.in_flight[ticket] = (rows, time.monotonic())
 
     def _start_backend(self) -> None:
-        zip_path = self.store.bundles_dir / f"{bundle_digest(self.job.bundle_ref)}.zip"
+        bundles = BundleStore(self.store.root)
         self.backend.start(
             bundle_ref=self.job.bundle_ref,
-            bundle_zip=zip_path,
-            cache_dir=self.store.bundle_cache_dir,
+            bundle_zip=bundles.path(self.job.bundle_ref),
+            cache_dir=bundles.cache_dir,
             log_path=self.log_path,
         )
         self.started_backend = True

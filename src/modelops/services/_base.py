@@ -87,6 +87,7 @@ class ChunkBackend(ABC):
     workers: int
     _store_root: Path | None = None
     _port: TaskPort | None = None
+    _bundle_dir: str | None = None
 
     @abstractmethod
     def start(
@@ -101,9 +102,24 @@ class ChunkBackend(ABC):
     def warm_up(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Begin starting workers early (optional); :meth:`start` must still be called."""
 
-    @abstractmethod
     def bundle_dir(self) -> str:
-        """Directory the workers import the last started bundle from (valid on the workers)."""
+        """Directory the workers import the last started bundle from (valid on the workers).
+
+        The default is the snapshot :meth:`_extract_bundle` made, for backends whose workers
+        share this machine's filesystem.
+
+        Raises:
+            RuntimeError: :meth:`start` was not called.
+        """
+        if self._bundle_dir is None:
+            raise RuntimeError(f"{type(self).__name__}.start() was not called")
+        return self._bundle_dir
+
+    def _extract_bundle(self, bundle_ref: str, bundle_zip: Path, cache_dir: Path) -> None:
+        """Extract the snapshot into ``cache_dir`` (once per digest) for :meth:`bundle_dir`."""
+        from modelops.bundle import materialize
+
+        self._bundle_dir = str(materialize(bundle_ref, bundle_zip, cache_dir))
 
     @abstractmethod
     def free_slots(self) -> int:

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 from distributed import WorkerPlugin, get_worker
 
-from modelops.bundle import digest_of, materialize
+from modelops.bundle import materialize
 from modelops.runtime.chunk import ChunkSpec
 from modelops.services._events import ChunkEvent, WorkerDied
 from modelops.services._pool import WorkerPool
 from modelops.services._worker import PRELOAD, init_worker, run_in_worker
+from modelops_contracts.task import bundle_digest
 
 if TYPE_CHECKING:
     from distributed import Worker
@@ -66,7 +67,7 @@ class BundlePlugin(WorkerPlugin):
 
     def __init__(self, bundle_ref: str, data: bytes) -> None:
         self.bundle_ref = bundle_ref
-        self.digest = digest_of(bundle_ref)
+        self.digest = bundle_digest(bundle_ref)
         self.data = data
 
     def setup(self, worker: Worker) -> None:

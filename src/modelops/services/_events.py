@@ -41,8 +41,8 @@ class ChunkRaised:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerDied:
-    """The process running the chunk ended (a segfault, ``os._exit``, a lost Dask worker)."""
+class _ChunkLost:
+    """A chunk that ended with its process: which task was running, where, and how it ended."""
 
     ticket: int
     position: int | None = None
@@ -51,13 +51,13 @@ class WorkerDied:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskTimedOut:
-    """The task at ``position`` ran past its time limit; its process was killed."""
+class WorkerDied(_ChunkLost):
+    """The process running the chunk ended (a segfault, ``os._exit``, a lost Dask worker)."""
 
-    ticket: int
-    position: int | None = None
-    worker: str = ""
-    exitcode: int | None = None
+
+@dataclass(frozen=True, slots=True)
+class TaskTimedOut(_ChunkLost):
+    """The task at ``position`` ran past its time limit; its process was killed."""
 
 
 ChunkEvent: TypeAlias = ChunkDone | ChunkRaised | WorkerDied | TaskTimedOut

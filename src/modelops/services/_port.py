@@ -137,7 +137,6 @@ class TaskPort:
         self.backend = backend
         self.task_timeout = task_timeout
         self._bundles = BundleStore(root)
-        self._cache_dir = root / "cache" / "bundles"
         self._tracker = AttemptTracker(retries, task_timeout)
         self._sizer = ChunkSizer(target_chunk_seconds, max_chunk)
         self._groups: deque[tuple[_Head, deque[_Item]]] = deque()
@@ -218,7 +217,7 @@ class TaskPort:
         self.backend.start(
             bundle_ref=bundle_ref,
             bundle_zip=self._bundles.path(bundle_ref),
-            cache_dir=self._cache_dir,
+            cache_dir=self._bundles.cache_dir,
             log_path=None,
         )
         return self.backend.bundle_dir()

@@ -44,7 +44,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
-from modelops.bundle import digest_of
 from modelops.runtime.chunk import ChunkSpec
 from modelops.services._base import BackendCapabilities, ChunkBackend
 from modelops.services._dask_worker import (
@@ -55,6 +54,7 @@ from modelops.services._dask_worker import (
 )
 from modelops.services._events import ChunkEvent, ChunkRaised, RemoteError, WorkerDied
 from modelops_contracts.errors import BundleError, ClusterError, ContractViolationError
+from modelops_contracts.task import bundle_digest
 
 # distributed's Client, Future and LocalCluster methods are mostly unannotated: they are held as
 # Any here rather than annotating every call.
@@ -225,7 +225,7 @@ class DaskSimulationService(ChunkBackend):
             BundleError: the snapshot cannot be read or extracted on a worker.
         """
         client = self._connected_client()
-        digest = digest_of(bundle_ref)
+        digest = bundle_digest(bundle_ref)
         if digest not in self._plugins:
             try:
                 data = Path(bundle_zip).read_bytes()

@@ -7,7 +7,6 @@ from collections import deque
 from pathlib import Path
 from typing import ClassVar
 
-from modelops.bundle import materialize
 from modelops.runtime.chunk import ChunkSpec, run_chunk
 from modelops.services._base import BackendCapabilities, ChunkBackend
 from modelops.services._events import ChunkDone, ChunkEvent
@@ -36,7 +35,6 @@ class InProcessSimulationService(ChunkBackend):
     def __init__(self, *, store: Path | str | None = None) -> None:
         self.workers = 1
         self._store_root = Path(store) if store is not None else None
-        self._bundle_dir: str | None = None
         self._queue: deque[tuple[int, ChunkSpec]] = deque()
         self._next_ticket = 0
         self._worker = socket.gethostname()
@@ -49,12 +47,7 @@ class InProcessSimulationService(ChunkBackend):
         Raises:
             BundleError: the snapshot is missing, unreadable or not ``bundle_ref``.
         """
-        self._bundle_dir = str(materialize(bundle_ref, bundle_zip, cache_dir))
-
-    def bundle_dir(self) -> str:
-        if self._bundle_dir is None:
-            raise RuntimeError("InProcessSimulationService.start() was not called")
-        return self._bundle_dir
+        self._extract_bundle(bundle_ref, bundle_zip, cache_dir)
 
     def free_slots(self) -> int:
         return 0 if self._queue else 1

@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-from modelops.bundle import materialize
 from modelops.runtime.spec import ChunkSpec
 from modelops.services._base import BackendCapabilities, ChunkBackend
 from modelops.services._events import ChunkEvent
@@ -61,7 +60,6 @@ class LocalSimulationService(ChunkBackend):
         self._starting: threading.Thread | None = None
         self._lock = threading.Lock()
         self._abandoned = False
-        self._bundle_dir: str | None = None
 
     def warm_up(self) -> None:
         """Start the workers in the background while the driver prepares the job."""
@@ -90,18 +88,13 @@ class LocalSimulationService(ChunkBackend):
         Raises:
             BundleError: the snapshot is missing, unreadable or not ``bundle_ref``.
         """
-        self._bundle_dir = str(materialize(bundle_ref, bundle_zip, cache_dir))
+        self._extract_bundle(bundle_ref, bundle_zip, cache_dir)
         if self._starting is not None:
             self._starting.join()
             self._starting = None
         self._abandoned = False
         if self._pool is None:
             self._start_pool()
-
-    def bundle_dir(self) -> str:
-        if self._bundle_dir is None:
-            raise RuntimeError("LocalSimulationService.start() was not called")
-        return self._bundle_dir
 
     def free_slots(self) -> int:
         return self._pool.idle_workers() if self._pool is not None else 0

@@ -108,11 +108,6 @@ class ResultStore:
         """Directory of content-addressed model bundles."""
         return self._root / "bundles"
 
-    @property
-    def bundle_cache_dir(self) -> Path:
-        """Where backends on this machine extract bundle snapshots (not created here)."""
-        return self._root / "cache" / "bundles"
-
     def job_dir(self, job_id: str) -> Path:
         """Directory of one job's files (not created here)."""
         return self._root / "jobs" / check_name("job id", job_id)

@@ -122,7 +122,7 @@ class ContractStore:
     @property
     def cache_dir(self) -> Path:
         """Where backends that share the filesystem extract the snapshots."""
-        return self.root / "cache" / "bundles"
+        return BundleStore(self.root).cache_dir
 
     def zip_of(self, bundle_ref: str) -> Path:
         """The stored snapshot of ``bundle_ref``."""

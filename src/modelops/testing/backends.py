@@ -31,7 +31,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from modelops.bundle import digest_of
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
 from modelops.services import (
     BackendCapabilities,
@@ -52,6 +51,7 @@ from modelops.testing._bundle import (
     write_contract_store,
 )
 from modelops_contracts import BundleError, SimReturn, SimTask, SimulationService
+from modelops_contracts.task import bundle_digest
 
 __all__ = [
     "BackendTests",
@@ -172,7 +172,7 @@ class BackendTests(_Suite):
         self, backend: ChunkBackend, contract_store: ContractStore
     ) -> None:
         start_bundle(backend, contract_store)
-        extracted = (contract_store.cache_dir / digest_of(contract_store.bundle_ref)).is_dir()
+        extracted = (contract_store.cache_dir / bundle_digest(contract_store.bundle_ref)).is_dir()
         assert extracted == backend.capabilities.needs_shared_filesystem
 
     # -- chunks --

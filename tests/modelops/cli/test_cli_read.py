@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from modelops.bundle import compute_digest
-from tests.modelops.cli.conftest import FAIL_X, SERIES_ROWS, FinishedJob, Result, run_mops
+from tests.modelops.cli.conftest import (
+    FAIL_X,
+    SERIES_ROWS,
+    FinishedJob,
+    Result,
+    mops_executable,
+    run_mops,
+)
 
 DONE = 6
 SERIES = DONE * SERIES_ROWS
@@ -132,3 +141,50 @@ def test_read_commands_on_a_missing_store_write_nothing(tmp_path: Path) -> None:
     store = tmp_path / "nowhere"
     one_error_line(run_mops("status", "--store", store), "no ModelOps store")
     assert not store.exists()
+
+
+def test_every_read_command_works_on_a_read_only_mount(
+    failed_job: FinishedJob, tmp_path: Path
+) -> None:
+    """status, jobs, results, failures, aggregate and plots read a store mounted read-only;
+    a command that must write into it (plot to its job directory, cancel) says so in one line."""
+    store, mount = failed_job.workspace.store, tmp_path / "mnt"
+    mount.mkdir()
+    job = failed_job.job_id
+    commands = [
+        ["status", job],
+        ["jobs"],
+        ["results", job, "summary"],
+        ["failures", job],
+        ["results", job, "series", "--aggregate", "--by", "step"],
+        ["plot", job, "series", "--x", "step", "--y", "value", "-o", tmp_path / "out.png"],
+        ["plot", job, "series", "--x", "step", "--y", "value"],
+        ["cancel", job],
+    ]
+    mops = mops_executable()
+    script = f"mount --bind '{store}' '{mount}' && mount -o remount,bind,ro '{mount}' || exit 99\n"
+    for i, args in enumerate(commands):
+        line = " ".join(f"'{a}'" for a in [mops, *args, "--store", mount])
+        script += (
+            f"{line} >'{tmp_path}/{i}.out' 2>'{tmp_path}/{i}.err'; echo $? >'{tmp_path}/{i}.rc'\n"
+        )
+    flags = "-m" if os.geteuid() == 0 else "-rm"
+    before = sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*"))
+    done = subprocess.run(["unshare", flags, "sh", "-c", script], check=False, timeout=120)
+    assert done.returncode == 0
+
+    def result(i: int) -> Result:
+        code = int((tmp_path / f"{i}.rc").read_text())
+        return Result(
+            code, (tmp_path / f"{i}.out").read_text(), (tmp_path / f"{i}.err").read_text()
+        )
+
+    for i in range(6):
+        assert result(i).code == 0, (commands[i], result(i))
+    assert "state      failed" in result(0).stdout
+    assert "2 failed task(s)" in result(3).stdout
+    assert (tmp_path / "out.png").stat().st_size > 0
+    one_error_line(result(6), "cannot write", "Read-only file system")
+    one_error_line(result(7), "not writable")
+    after = sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*"))
+    assert after == before

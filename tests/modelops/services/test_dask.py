@@ -16,12 +16,13 @@ import pytest
 
 import modelops
 from modelops.api import JobHandle, compile_study, open_store
-from modelops.bundle import BundleStore, digest_of
+from modelops.bundle import BundleStore
 from modelops.engine import Progress, RunOptions
 from modelops.runtime.chunk import ChunkSpec, ChunkTask
 from modelops.services import LocalSimulationService
 from modelops.services.dask import ClusterError, DaskSimulationService
 from modelops_contracts import ContractViolationError, SimulationStudy
+from modelops_contracts.task import bundle_digest
 from tests.conftest import TOY_BAD_X, TOY_SERIES_ROWS, ToyBundle
 from tests.modelops.services.conftest import DaskCluster, running_cluster
 
@@ -152,7 +153,7 @@ def test_worker_killed_mid_chunk_every_row_arrives_once(
     assert statuses(handle) == {"done": 40}
     assert_each_task_once(handle, 40)
     # the newcomer received the bundle by itself
-    digest = digest_of(compile_study(study, toy_bundle.path, store=toy_bundle.store).bundle_ref)
+    digest = bundle_digest(compile_study(study, toy_bundle.path, store=toy_bundle.store).bundle_ref)
 
     def has_bundle(dask_worker: Any) -> bool:
         return (Path(dask_worker.local_directory) / "modelops" / "bundles" / digest).is_dir()
@@ -222,7 +223,7 @@ def test_kill_stops_the_chunks_running_on_the_workers(
     backend.start(
         bundle_ref=ref,
         bundle_zip=BundleStore(toy_bundle.store).path(ref),
-        cache_dir=toy_bundle.store / "cache" / "bundles",
+        cache_dir=BundleStore(toy_bundle.store).cache_dir,
         log_path=None,
     )
     backend.submit_chunk(replace(spec, bundle_dir=backend.bundle_dir()), task_timeout=None)
