@@ -32,7 +32,7 @@ from modelops_contracts._job_format import (
 )
 from modelops_contracts._job_format import job_json_schema as job_json_schema
 from modelops_contracts.errors import ContractViolationError
-from modelops_contracts.legacy import flatten_batches, read_legacy_job
+from modelops_contracts.legacy import LegacyJob, flatten_batches, read_legacy_job
 from modelops_contracts.params import Scalar, UniqueParameterSet
 from modelops_contracts.task import SimTask, TaskIdFactory, bundle_digest, validate_bundle_ref
 
@@ -420,16 +420,10 @@ class SimJob:
                 field="job",
                 value=data,
             )
-        if "batches" in data:
-            old = read_legacy_job(data, stacklevel=stacklevel)
-            return cls(
-                old.job_id,
-                old.tasks,
-                old.metadata,
-                bundle_ref=old.bundle_ref,
-                target_spec=old.target_spec,
-            )
-        parts = decode_job(data)
+        parts: LegacyJob | JobParts
+        parts = (
+            read_legacy_job(data, stacklevel=stacklevel) if "batches" in data else decode_job(data)
+        )
         if not isinstance(parts.tasks, TaskGroups):
             return cls(
                 parts.job_id,

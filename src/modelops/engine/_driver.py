@@ -78,7 +78,6 @@ class Driver:
         self.retry: deque[list[TaskRow]] = deque()
         self.in_flight: dict[int, tuple[list[TaskRow], float]] = {}
         self.packages: dict[str, str] = {}
-        self.warm_workers: set[str] = set()
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self.remaining = 0
@@ -295,11 +294,7 @@ class Driver:
         for output, table in result.tables.items():
             self.buffer.tables.setdefault(output, []).append(table)
             self.buffer.rows += table.num_rows
-        # A worker's first chunk also paid for its start-up and the model import: timing the
-        # round trip then would make tiny tasks look slow and shrink the next chunks to one task.
-        warm = result.worker in self.warm_workers
-        self.warm_workers.add(result.worker)
-        self.sizer.observe(durations, wall if warm else None)
+        self.sizer.observe_chunk(result.worker, durations, wall)
 
     def _lost(self, rows: list[TaskRow], event: WorkerDied | TaskTimedOut) -> None:
         """A worker died or was killed for a timeout: the policy says who runs again."""

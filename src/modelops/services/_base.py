@@ -10,30 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from modelops.runtime.spec import ChunkSpec
-from modelops.services._events import (
-    ChunkDone,
-    ChunkEvent,
-    ChunkRaised,
-    RemoteError,
-    TaskTimedOut,
-    WorkerDied,
-)
+from modelops.services._events import ChunkEvent
 from modelops_contracts.errors import BundleError
 
 if TYPE_CHECKING:
     from modelops.services._port import TaskPort
     from modelops_contracts import SimReturn, SimTask
 
-__all__ = [
-    "BackendCapabilities",
-    "ChunkBackend",
-    "ChunkDone",
-    "ChunkEvent",
-    "ChunkRaised",
-    "RemoteError",
-    "TaskTimedOut",
-    "WorkerDied",
-]
+__all__ = ["BackendCapabilities", "ChunkBackend"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,18 @@ class ChunkSizer:
         self.max_chunk = max_chunk
         self.per_task: float | None = None
         self.size = start
+        self._warm: set[str] = set()  # workers past their first chunk
+
+    def observe_chunk(self, worker: str, durations: Sequence[float], wall: float) -> None:
+        """Learn from a chunk that ``worker`` finished, ``wall`` seconds after it was sent.
+
+        A worker's first chunk also paid for its start-up and the model import: timing that
+        round trip would make tiny tasks look slow and shrink the next chunks to one task, so
+        only its task durations count.
+        """
+        warm = worker in self._warm
+        self._warm.add(worker)
+        self.observe(durations, wall if warm else None)
 
     def observe(self, durations: Sequence[float], wall: float | None = None) -> None:
         """Learn from a finished chunk: its tasks' durations and, when known, its round trip."""

@@ -143,7 +143,6 @@ class TaskPort:
         self._waiting = 0  # tasks in self._groups
         self._retry: deque[_Chunk] = deque()
         self._in_flight: dict[int, tuple[_Chunk, float]] = {}
-        self._warm: set[str] = set()  # workers past their first chunk (start-up, model import)
 
     def submit(self, task: SimTask) -> Future[SimReturn]:
         """Schedule one task.
@@ -283,10 +282,7 @@ class TaskPort:
         for (task, future), ret in zip(chunk.items, _returns(tasks, result), strict=True):
             self._tracker.finish(task.task_id)
             future.set_result(ret)
-        # a worker's first chunk also paid for its start-up: its round trip says little
-        warm = result.worker in self._warm
-        self._warm.add(result.worker)
-        self._sizer.observe([o.duration for o in result.outcomes], wall if warm else None)
+        self._sizer.observe_chunk(result.worker, [o.duration for o in result.outcomes], wall)
 
     def _lost(self, chunk: _Chunk, event: WorkerDied | TaskTimedOut) -> None:
         verdict = self._tracker.lost([task.task_id for task, _ in chunk.items], event)

@@ -100,3 +100,11 @@ def test_chunk_sizer_bounds() -> None:
     overhead = ChunkSizer(target=0.5, max_chunk=5000)
     overhead.observe([1e-6] * 4, wall=1.0)  # the round trip, not the task, is what counts
     assert overhead.next_size(10_000, 2) == 2
+
+
+def test_a_workers_first_round_trip_does_not_count() -> None:
+    sizer = ChunkSizer(target=0.5, max_chunk=5000)
+    sizer.observe_chunk("w1", [0.001] * 4, wall=2.0)  # start-up and model import: ignored
+    assert sizer.next_size(10_000, 2) == 32
+    sizer.observe_chunk("w1", [0.001] * 32, wall=4.0)  # warm now: the round trip counts
+    assert sizer.next_size(10_000, 2) < 32
