@@ -42,11 +42,10 @@ targets:
 
 
 @dataclass(frozen=True)
-class SirJob:
-    """A finished SIR job and a directory holding observed.csv and cases.yaml."""
+class _Finished:
+    """A finished job: its handle, and its id and store root for the CLI."""
 
     handle: JobHandle
-    data: Path
 
     @property
     def job_id(self) -> str:
@@ -55,6 +54,13 @@ class SirJob:
     @property
     def store(self) -> Path:
         return self.handle.store.root
+
+
+@dataclass(frozen=True)
+class SirJob(_Finished):
+    """A finished SIR job and a directory holding observed.csv and cases.yaml."""
+
+    data: Path
 
     @property
     def targets_file(self) -> Path:
@@ -104,20 +110,11 @@ GAPPY_REPLICATES = 4
 
 
 @dataclass(frozen=True)
-class GappyJob:
+class GappyJob(_Finished):
     """A finished ``gappy_model`` job and its Poisson target on ``counts.expected``."""
 
-    handle: JobHandle
     target: Target
     targets_file: Path
-
-    @property
-    def job_id(self) -> str:
-        return self.handle.job_id
-
-    @property
-    def store(self) -> Path:
-        return self.handle.store.root
 
 
 @pytest.fixture(scope="session")
