@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelops.bundle import compute_digest
+from modelops.bundle import linked_bundle
 from modelops.engine import Progress, RunOptions, RunSummary, execute
-from modelops.runtime.loader import resolve_entrypoint
+from modelops.runtime.loader import EntrypointCheck, resolve_in_worker
 from modelops.services._base import ChunkBackend
 from modelops.store import (
     ResultStore,
@@ -19,6 +19,7 @@ from modelops.store import (
     open_store,
 )
 from modelops_contracts import SimJob, SimulationStudy
+from modelops_contracts.errors import ContractViolationError, ModelError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -40,6 +41,9 @@ def _load_study(study: SimulationStudy | Path | str) -> SimulationStudy:
     return study if isinstance(study, SimulationStudy) else SimulationStudy.load(study)
 
 
+_IMPORT_TIMEOUT = 60.0  # seconds compile_study gives a model's import and checks by default
+
+
 def compile_study(
     study: SimulationStudy | Path | str,
     bundle: Path | str = ".",
@@ -47,6 +51,7 @@ def compile_study(
     store: Path | str | None = None,
     job_id: str | None = None,
     base: Path | None = None,
+    import_timeout: float | None = _IMPORT_TIMEOUT,
 ) -> SimJob:
     """Bind a study to the model code in ``bundle`` and check it against the model.
 
@@ -54,7 +59,9 @@ def compile_study(
     directory, or the current directory for a study object).
 
     Writes nothing. Checks the scenario, every distinct parameter set and the requested outputs
-    by importing the model in this process.
+    by importing the model in a child process that sees only the bundle's files, as a worker
+    does; a model that exits, hangs past ``import_timeout`` seconds (``None``: no limit) or
+    signals while imported fails the check instead of taking this process along.
 
     Raises:
         ContractViolationError: the study is invalid.
@@ -66,19 +73,53 @@ def compile_study(
     study = _load_study(study)
     bundle_dir = Path(bundle)
     store_root = Path(store) if store is not None else default_store()
-    job = study.to_simjob(compute_digest(bundle_dir, exclude=[store_root]), job_id)
-    if job.target_spec is not None:
-        # targets' data paths are relative to the study file: remember where that was
-        spec = {**job.target_spec, "base": str(base.resolve())}
-        job = SimJob._trusted(job.job_id, job.tasks, job.metadata, spec)  # type: ignore[arg-type]
-    resolve_entrypoint(
-        bundle_dir,
-        job.tasks[0].entrypoint,
-        params=(p.params for p in job.parameter_sets().values()),
-        outputs=study.outputs,
-        config=study.config,
-    )
+    with linked_bundle(bundle_dir, exclude=[store_root]) as (ref, linked):
+        job = study.to_simjob(ref, job_id)
+        if job.target_spec is not None:
+            # targets' data paths are relative to the study file: remember where that was
+            spec = {**job.target_spec, "base": str(base.resolve())}
+            job = SimJob._trusted(job.job_id, job.tasks, job.metadata, spec)  # type: ignore[arg-type]
+        check = EntrypointCheck(
+            str(linked),
+            job.tasks[0].entrypoint,
+            params=tuple(dict(p.params) for p in job.parameter_sets().values()),
+            outputs=None if study.outputs is None else tuple(study.outputs),
+            config=study.config,
+        )
+        _check_entrypoint(check, import_timeout)
     return job
+
+
+def _check_entrypoint(check: EntrypointCheck, timeout: float | None) -> None:
+    """Run :func:`resolve_in_worker` in a fresh worker; turn how it ended into one error.
+
+    Raises:
+        ModelError: the model cannot be imported, does not fit the study, exits or hangs.
+        ContractViolationError: a parameter set is invalid for the model.
+    """
+    from modelops.services._events import ChunkRaised, TaskTimedOut, WorkerDied
+    from modelops.services._pool import run_once
+    from modelops.services._worker import PRELOAD
+
+    event = run_once(resolve_in_worker, check, timeout=timeout, preload=PRELOAD)
+    what = check.entrypoint.partition("/")[0]
+    match event:
+        case ChunkRaised(error=error) if error.type_name == "ContractViolationError":
+            raise ContractViolationError(error.message)
+        case ChunkRaised(error=error) if error.type_name == "ModelError":
+            raise ModelError(error.message)
+        case ChunkRaised(error=error):
+            raise ModelError(f"checking {what} raised {error.type_name}: {error.message}")
+        case TaskTimedOut():
+            raise ModelError(
+                f"importing and checking {what} took longer than {timeout} s",
+                hint="a model module should not block or loop at import",
+            )
+        case WorkerDied(exitcode=code):
+            raise ModelError(
+                f"the process importing {what} ended with exit code {code}",
+                hint="a model module must not exit or kill its process at import",
+            )
 
 
 def run(

@@ -4,14 +4,18 @@ A bundle is a directory of model code. Its identity is ``sha256:<hex>`` over the
 (relative path, content) pairs, so the same code gives the same ``bundle_ref`` on every machine
 and task ids stay stable. ``BundleStore.put`` freezes the code as a content-addressed zip;
 workers run ``materialize`` and import the model from that frozen copy, never from the live
-directory, so editing the source after submitting a job cannot change what the job runs.
+directory, so editing the source after submitting a job cannot change what the job runs. The
+copy is read-only and checked against its digest every time it is materialized, so a model that
+rewrites its own files cannot change what later jobs on the same digest run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -23,9 +27,13 @@ from modelops_contracts.errors import BundleError
 from modelops_contracts.task import bundle_digest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["BundleStore", "bundle_files", "compute_digest", "materialize"]
+__all__ = ["BundleStore", "bundle_files", "compute_digest", "linked_bundle", "materialize"]
+
+_FILE_MODE = 0o444
+_DIR_MODE = 0o555
+_RUNTIME_CACHE = "__pycache__"  # never part of a bundle (see bundle_files); Python writes it
 
 
 def bundle_files(root: Path, *, exclude: Sequence[Path] = ()) -> list[tuple[str, Path]]:
@@ -49,6 +57,34 @@ def compute_digest(root: Path, *, exclude: Sequence[Path] = ()) -> str:
         BundleError: as ``bundle_files``, or a file cannot be read or changes size while read.
     """
     return "sha256:" + hash_files(list_files(root, exclude))
+
+
+@contextlib.contextmanager
+def linked_bundle(root: Path, *, exclude: Sequence[Path] = ()) -> Iterator[tuple[str, Path]]:
+    """The bundle's digest and a temporary directory holding exactly its files, as symlinks.
+
+    Importing from that directory sees what a materialized snapshot holds (a file that
+    ``.modelopsignore`` excludes is missing) without copying anything. Removed on exit.
+
+    Raises:
+        BundleError: as ``compute_digest``, or the directory cannot be made.
+    """
+    files = list_files(root, exclude)
+    ref = "sha256:" + hash_files(files)
+    try:
+        linked = Path(tempfile.mkdtemp(prefix="modelops-bundle-"))
+    except OSError as exc:
+        raise BundleError(f"cannot make a temporary directory: {exc}") from exc
+    try:
+        for name, path in files:
+            dest = linked.joinpath(*name.split("/"))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.symlink_to(path)
+        yield ref, linked
+    except OSError as exc:
+        raise BundleError(f"cannot link the bundle at {root}: {exc}") from exc
+    finally:
+        shutil.rmtree(linked, ignore_errors=True)
 
 
 class BundleStore:
@@ -159,12 +195,14 @@ class BundleStore:
 
 
 def materialize(ref: str, zip_source: Path | bytes, cache_dir: Path) -> Path:
-    """Extract the snapshot ``ref`` to ``cache_dir/<hex>/`` once and return that directory.
+    """Extract the snapshot ``ref`` to ``cache_dir/<hex>/`` and return that directory.
 
     Extraction goes to a temp directory in ``cache_dir``; its content digest must equal ``ref``
-    before it is renamed into place, so the directory exists only complete and correct. When
-    another process wins the race its copy is used. An existing directory is returned at once
-    without reading ``zip_source`` or re-hashing.
+    before it is made read-only (files 0o444, directories 0o555) and renamed into place, so the
+    directory exists only complete and correct. When another process wins the race its copy is
+    used. An existing directory is re-hashed first (permission bits do not stop root): if any
+    file was changed, added or removed it is replaced by a fresh extraction from ``zip_source``;
+    ``__pycache__`` directories in it are dropped, as a model could have planted bytecode there.
 
     Raises:
         BundleError: ``ref`` is malformed, the zip is unreadable or unsafe (absolute, ``..``,
@@ -174,7 +212,9 @@ def materialize(ref: str, zip_source: Path | bytes, cache_dir: Path) -> Path:
     cache_dir = Path(cache_dir)
     target = cache_dir / digest
     if target.is_dir():
-        return target
+        if _tree_digest(target) == digest:
+            return target
+        _discard(target)  # tampered with: extract again from the verified zip
     source: Path | IO[bytes]
     if isinstance(zip_source, bytes):
         source, where = io.BytesIO(zip_source), f"received for {ref}"
@@ -192,6 +232,7 @@ def materialize(ref: str, zip_source: Path | bytes, cache_dir: Path) -> Path:
                 f"snapshot {where} holds sha256:{actual}, not {ref}",
                 hint="the zip is corrupt or belongs to another bundle",
             )
+        _protect(staging)
         _rename_into_place(staging, target)
     except OSError as exc:
         raise BundleError(
@@ -200,8 +241,81 @@ def materialize(ref: str, zip_source: Path | bytes, cache_dir: Path) -> Path:
         ) from exc
     finally:
         if staging is not None and staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+            _remove_tree(staging)
     return target
+
+
+def _tree_digest(root: Path) -> str | None:
+    """Hex digest of the files under an extracted snapshot, or None if it cannot be one.
+
+    Drops ``__pycache__`` directories first. A symlink, a special file, an unreadable entry or a
+    directory holding no file (an importable namespace package) make it no snapshot.
+    """
+    files: list[tuple[str, Path]] = []
+    if not _collect(root, "", files):
+        return None
+    try:
+        return hash_files(sorted(files))
+    except BundleError:
+        return None
+
+
+def _collect(directory: Path, prefix: str, files: list[tuple[str, Path]]) -> bool:
+    """Add the files under ``directory`` to ``files``; False if the tree is no snapshot."""
+    found = False
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return False
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.is_symlink():
+            return False
+        if entry.is_dir():
+            if entry.name == _RUNTIME_CACHE:
+                _remove_tree(path)
+                continue
+            if not _collect(path, f"{prefix}{entry.name}/", files):
+                return False
+        elif entry.is_file():
+            files.append((prefix + entry.name, path))
+        else:
+            return False
+        found = True
+    return found
+
+
+def _protect(root: Path) -> None:
+    """Make an extracted tree read-only for everyone (files 0o444, directories 0o555)."""
+    for here, _, names in os.walk(root, topdown=False):
+        for name in names:
+            (Path(here) / name).chmod(_FILE_MODE)
+        Path(here).chmod(_DIR_MODE)
+
+
+def _discard(target: Path) -> None:
+    """Move a bad extracted tree out of the way (atomically), then delete it."""
+    trash = target.with_name(f".{target.name[:12]}-{os.getpid()}-{id(target):x}.trash")
+    try:
+        target.rename(trash)
+    except FileNotFoundError:
+        return  # another process got there first
+    except OSError as exc:
+        raise BundleError(f"cannot replace the damaged snapshot {target}: {exc}") from exc
+    _remove_tree(trash)
+
+
+def _remove_tree(root: Path) -> None:
+    """Delete a tree, read-only directories included (best effort)."""
+    with contextlib.suppress(OSError):
+        root.chmod(stat.S_IRWXU)
+    for here, dirs, _ in os.walk(root):
+        for name in dirs:
+            path = Path(here) / name
+            if not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    path.chmod(stat.S_IRWXU)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _rename_into_place(staging: Path, target: Path) -> None:

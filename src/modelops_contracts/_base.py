@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from modelops_contracts._loading import bounded_repr
 from modelops_contracts.errors import ContractViolationError
 
 __all__ = ["Contract", "translate_validation_error"]
@@ -28,9 +29,7 @@ def translate_validation_error(err: ValidationError, what: str) -> ContractViola
     value = first.get("input")
     more = err.error_count() - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
+    shown = bounded_repr(value)  # never the repr of a whole huge value
     return ContractViolationError(
         f"{what}: {loc}: {msg} (got {shown}){suffix}", field=loc, value=value
     )

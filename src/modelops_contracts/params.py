@@ -2,7 +2,8 @@
 
 A parameter set is a plain ``dict`` of scalars. Its identity, the ``param_id``, is a hash of its
 canonical JSON form, shared with the published modelops-contracts package so that studies keep
-their identities across both.
+their identities across both. Ints must fit in 64 signed bits: parameters are stored as columns
+of every output (Parquet int64), so a bigger one is refused here rather than changed later.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 PARAM_ID_PREFIX = "contracts:param:v1|"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 Scalar = bool | int | float | str
 
@@ -33,19 +35,23 @@ def _canonical_value(key: str, value: object) -> Scalar:
     kind = type(value)
     if kind is float:
         return _finite(key, value)  # type: ignore[arg-type]
-    if kind is int or kind is str or kind is bool:
+    if kind is int:
+        return _int64(key, value)  # type: ignore[arg-type]
+    if kind is str or kind is bool:
         return value  # type: ignore[return-value]
     if kind.__module__ == "numpy" and hasattr(value, "item"):
         value = value.item()
         kind = type(value)
         if kind is float:
             return _finite(key, value)  # type: ignore[arg-type]
-        if kind is int or kind is str or kind is bool:
+        if kind is int:
+            return _int64(key, value)  # type: ignore[arg-type]
+        if kind is str or kind is bool:
             return value  # type: ignore[return-value]
     elif isinstance(value, bool):
         return bool(value)
     elif isinstance(value, int):
-        return int(value)
+        return _int64(key, int(value))
     elif isinstance(value, float):
         return _finite(key, float(value))
     elif isinstance(value, str):
@@ -56,6 +62,16 @@ def _canonical_value(key: str, value: object) -> Scalar:
         field=key,
         value=value,
     )
+
+
+def _int64(key: str, value: int) -> int:
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ContractViolationError(
+            f"parameter {key!r} is {value}, outside the 64-bit int range [-2**63, 2**63 - 1]",
+            field=key,
+            value=value,
+        )
+    return value
 
 
 def _finite(key: str, value: float) -> float:
@@ -69,8 +85,9 @@ def _finite(key: str, value: float) -> float:
 def canonical_params(params: Mapping[str, Any]) -> dict[str, Scalar]:
     """Return ``params`` as a plain dict of Python scalars, or raise naming the bad key.
 
-    numpy scalars become Python scalars, ``-0.0`` becomes ``0.0``; NaN, infinities, nested
-    values, other types and non-string keys raise :class:`ContractViolationError`.
+    numpy scalars become Python scalars, ``-0.0`` becomes ``0.0``; NaN, infinities, ints outside
+    the 64-bit range, nested values, other types and non-string keys raise
+    :class:`ContractViolationError`.
     """
     if not isinstance(params, Mapping):
         raise ContractViolationError(

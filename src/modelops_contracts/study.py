@@ -12,6 +12,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from modelops_contracts._base import Contract
 from modelops_contracts._job_format import FORMAT_VERSION
+from modelops_contracts._loading import check_task_count, parse_json, parse_yaml, read_document
 from modelops_contracts._yaml import restore_on_key
 from modelops_contracts.entrypoint import (
     DEFAULT_SCENARIO,
@@ -154,7 +155,9 @@ class SimulationStudy(Contract):
                 field="parameter_sets",
                 value=value,
             )
-        return [_canonical_entry(i, entry) for i, entry in enumerate(value)]
+        sets = [_canonical_entry(i, entry) for i, entry in enumerate(value)]
+        _check_kinds(sets)
+        return sets
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -222,6 +225,11 @@ class SimulationStudy(Contract):
         groups: dict[str, tuple[UniqueParameterSet, list[int]]] = {}
         merged = 0
         n = self.n_replicates
+        explicit_sets = sum(1 for entry in self.parameter_sets if _is_explicit(entry))
+        check_task_count(
+            explicit_sets + (len(self.parameter_sets) - explicit_sets) * n,
+            f" ({len(self.parameter_sets):,} parameter sets x {n:,} replicates)",
+        )
         for entry in self.parameter_sets:
             explicit = _is_explicit(entry)
             params = entry["params"] if explicit else entry
@@ -259,38 +267,43 @@ class SimulationStudy(Contract):
 
     @classmethod
     def from_yaml(cls, text: str) -> SimulationStudy:
-        """Parse a YAML study file."""
-        import yaml
+        """Parse a YAML study file (limits and duplicate keys: :mod:`modelops_contracts._loading`).
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ContractViolationError(
-                f"study file is not valid YAML: {_one_line(err)}", field="study", value=None
-            ) from None
+        Raises:
+            ContractViolationError: the text is not valid YAML, breaks a parsing limit, repeats
+                a key, or is not a valid study.
+        """
+        return cls._from_document(parse_yaml(text, what="study file"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SimulationStudy:
+        """Parse a JSON study file, with the same limits as :meth:`from_yaml`.
+
+        Raises:
+            ContractViolationError: the text is not valid JSON, breaks a parsing limit, repeats
+                a key, or is not a valid study.
+        """
+        return cls._from_document(parse_json(text, what="study file"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SimulationStudy:
+        """Read a study file: ``.json`` as JSON, anything else as YAML (a JSON superset).
+
+        Raises:
+            ContractViolationError: the file cannot be read, is too large, is not valid, or is
+                not a valid study.
+        """
+        return cls._from_document(read_document(path, what="study file"))
+
+    @classmethod
+    def _from_document(cls, data: Any) -> SimulationStudy:
         if not isinstance(data, dict):
             raise ContractViolationError(
                 f"a study file must be a mapping of fields, got {type(data).__name__}",
                 field="study",
-                value=data,
+                value=None,
             )
         return cls.from_dict(data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SimulationStudy:
-        """Read a study file: ``.json`` as JSON, anything else as YAML (a JSON superset)."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ContractViolationError(
-                f"cannot read study file {str(path)!r}: {_one_line(err)}",
-                field="study",
-                value=str(path),
-            ) from None
-        if path.suffix.lower() == ".json":
-            return cls.from_json(text)
-        return cls.from_yaml(text)
 
 
 def _check_version(version: Any) -> None:
@@ -309,6 +322,37 @@ def _check_version(version: Any) -> None:
         )
 
 
+_KINDS: dict[type, str] = {bool: "bool", int: "number", float: "number", str: "str"}
+
+
+def _check_kinds(sets: list[dict[str, Any]]) -> None:
+    """Each parameter keeps one kind (bool, number or str) across the sets; ints and floats mix.
+
+    A parameter is a column of every output, so ``a: 1`` in one set and ``a: "x"`` in another
+    could not be stored in one column; it is refused here as bad input.
+
+    Raises:
+        ContractViolationError: naming the parameter, both kinds and both sets.
+    """
+    first: dict[str, tuple[str, type, int]] = {}
+    kinds = _KINDS
+    for index, entry in enumerate(sets):
+        params = entry["params"] if _is_explicit(entry) else entry
+        for name, value in params.items():
+            kind = kinds[type(value)]
+            seen = first.get(name)
+            if seen is None:
+                first[name] = (kind, type(value), index)
+            elif seen[0] != kind:
+                raise ContractViolationError(
+                    f"parameter {name!r} is {seen[1].__name__} in parameter_sets[{seen[2]}] but "
+                    f"{type(value).__name__} in parameter_sets[{index}]; a parameter keeps one "
+                    "kind across the study (ints and floats may mix)",
+                    field=f"parameter_sets[{index}].{name}",
+                    value=value,
+                )
+
+
 def _is_explicit(entry: Mapping[str, Any]) -> bool:
     return "params" in entry and "seed" in entry and isinstance(entry["params"], Mapping)
 
@@ -324,7 +368,3 @@ def _is_legacy_wrapper(entry: Any) -> bool:
 def _content_job_id(tasks: GroupedTasks) -> str:
     """``job-`` + 16 hex of the job's content digest (see :meth:`SimJob.content_digest`)."""
     return "job-" + _content_digest(tasks)[:16]
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())

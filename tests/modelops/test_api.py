@@ -371,6 +371,23 @@ def test_job_id_can_be_chosen(toy_bundle: ToyBundle) -> None:
         run_toy(toy_bundle, toy_bundle.study("ok", xs=[1]), job_id="../escape")
 
 
+def test_a_job_id_naming_another_study_is_refused(toy_bundle: ToyBundle) -> None:
+    first = run_toy(toy_bundle, toy_bundle.study("ok", xs=[1, 2], replicates=1), job_id="named")
+    before = first.status()
+    with pytest.raises(StoreError, match="already names a different job"):
+        run_toy(toy_bundle, toy_bundle.study("ok", xs=[3, 4, 5], replicates=1), job_id="named")
+    after = first.status()
+    assert (after["total"], after["counts"], after["state"]) == (
+        before["total"],
+        before["counts"],
+        before["state"],
+    )
+    assert sorted(first.results("summary")["x"].to_list()) == [1, 2]
+    # the same study under the same id is the same job: it resumes, all cached
+    again = run_toy(toy_bundle, toy_bundle.study("ok", xs=[1, 2], replicates=1), job_id="named")
+    assert again.summary is not None and again.summary.cached == 2
+
+
 @needs_proc_fd
 def test_store_held_by_another_run_is_refused(toy_bundle: ToyBundle) -> None:
     study = toy_bundle.study("ok", xs=[1], replicates=1)

@@ -9,14 +9,20 @@ import stat
 import tempfile
 import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelops.bundle import BundleStore, bundle_files, compute_digest, materialize
+from modelops.bundle import (
+    BundleStore,
+    bundle_files,
+    compute_digest,
+    linked_bundle,
+    materialize,
+)
 from modelops_contracts.errors import BundleError
 from modelops_contracts.task import bundle_digest
 
@@ -510,3 +516,94 @@ def test_materialized_snapshot_is_isolated_from_later_edits(model: Path, tmp_pat
     assert module.VALUE == 1
     assert (target / "pkg" / "data.csv").read_text() == "a,b\n1,2\n"
     assert compute_digest(target) == ref
+
+
+# --- snapshot protection ------------------------------------------------------------------------
+
+
+def test_materialized_snapshot_is_read_only(model: Path, tmp_path: Path) -> None:
+    store = BundleStore(tmp_path / "store")
+    ref = store.put(model)
+    target = materialize(ref, store.path(ref), tmp_path / "cache")
+    for here, _, files in os.walk(target):
+        assert stat.S_IMODE(os.stat(here).st_mode) == 0o555
+        for name in files:
+            assert stat.S_IMODE(os.stat(Path(here, name)).st_mode) == 0o444
+
+
+def _chmod_writable(target: Path) -> None:
+    """Undo the protection, as root effectively can: permission bits do not stop root."""
+    for here, _, files in os.walk(target):
+        os.chmod(here, 0o755)
+        for name in files:
+            os.chmod(Path(here, name), 0o644)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t: (t / "model.py").write_text("VALUE = 666\n"),
+        lambda t: (t / "model.py").write_text("VALUE = 2\n"),  # same size, other content
+        lambda t: (t / "helper.py").write_text("SHADOW = 1\n"),
+        lambda t: (t / "pkg" / "data.csv").unlink(),
+        lambda t: (t / "shadow").mkdir(),  # an importable namespace package
+        lambda t: (t / "linked.py").symlink_to(t / "model.py"),
+    ],
+    ids=["rewritten", "same-size", "added", "removed", "empty-dir", "symlink"],
+)
+def test_a_tampered_snapshot_is_extracted_again(
+    model: Path, tmp_path: Path, tamper: Callable[[Path], object]
+) -> None:
+    store = BundleStore(tmp_path / "store")
+    ref = store.put(model)
+    cache = tmp_path / "cache"
+    target = materialize(ref, store.path(ref), cache)
+    _chmod_writable(target)
+    tamper(target)
+    assert materialize(ref, store.path(ref), cache) == target
+    assert compute_digest(target) == ref
+    assert (target / "model.py").read_text() == "VALUE = 1\n"
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == [
+        "model.py",
+        "pkg",
+        "pkg/__init__.py",
+        "pkg/data.csv",
+    ]
+    assert stat.S_IMODE(os.stat(target / "model.py").st_mode) == 0o444
+    assert sorted(os.listdir(cache)) == [bundle_digest(ref)]  # no staging or trash left
+
+
+def test_bytecode_planted_in_a_snapshot_is_dropped(model: Path, tmp_path: Path) -> None:
+    store = BundleStore(tmp_path / "store")
+    ref = store.put(model)
+    target = materialize(ref, store.path(ref), tmp_path / "cache")
+    _chmod_writable(target)
+    (target / "pkg" / "__pycache__").mkdir()
+    (target / "pkg" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"forged")
+    assert materialize(ref, store.path(ref), tmp_path / "cache") == target
+    assert not (target / "pkg" / "__pycache__").exists()
+    assert compute_digest(target) == ref
+
+
+def test_a_tampered_snapshot_is_not_replaced_from_a_tampered_zip(
+    model: Path, tmp_path: Path
+) -> None:
+    store = BundleStore(tmp_path / "store")
+    ref = store.put(model)
+    target = materialize(ref, store.path(ref), tmp_path / "cache")
+    _chmod_writable(target)
+    (target / "model.py").write_text("VALUE = 666\n")
+    other = BundleStore(tmp_path / "other")
+    forged = other.path(other.put(write(tmp_path / "evil", {"model.py": "VALUE = 666\n"})))
+    with pytest.raises(BundleError, match="not " + ref):
+        materialize(ref, forged, tmp_path / "cache")
+
+
+def test_linked_bundle_holds_exactly_the_bundle_files(model: Path) -> None:
+    write(model, {"helper.py": "SECRET = 1\n", ".modelopsignore": "helper.py\n"})
+    with linked_bundle(model) as (ref, linked):
+        assert ref == compute_digest(model)
+        names = sorted(p.relative_to(linked).as_posix() for p in linked.rglob("*") if p.is_file())
+        assert names == [".modelopsignore", "model.py", "pkg/__init__.py", "pkg/data.csv"]
+        assert (linked / "model.py").read_text() == "VALUE = 1\n"
+    assert not linked.exists()

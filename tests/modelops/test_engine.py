@@ -400,3 +400,122 @@ def test_job_mixing_entrypoints_is_cut_into_matching_chunks(toy_bundle: ToyBundl
         assert by_task[task.task_id]["scaled"] == 2.0 * float(task.params.params["x"])
     for task in plain:
         assert by_task[task.task_id]["scaled"] is None
+
+
+# -- one type per output column, whichever commit a task lands in ------------------------------
+
+TYPES_MODULE = """
+def mixed(params, seed):
+    return {"out": {"v": [1] if seed % 2 == 0 else ["x"]}}
+
+
+def boolint(params, seed):
+    return {"out": {"v": 1 if seed % 2 == 0 else True}}
+
+
+def widen(params, seed):
+    return {"out": {"v": 1 if seed % 2 == 0 else 2.5}}
+"""
+
+# a chunk of all tasks; one commit of one-task chunks; a commit per task
+_PACKING = {
+    "one-chunk": RunOptions(commit_seconds=3600),
+    "one-commit": RunOptions(max_chunk=1, commit_seconds=3600),
+    "commit-per-task": RunOptions(max_chunk=1, commit_seconds=0),
+}
+
+
+def _parity_study(model: str) -> tuple[SimulationStudy, list[int]]:
+    """A study whose first task has an even seed and whose tasks have both parities."""
+    from modelops_contracts import make_param_id, replicate_seeds
+
+    xs = [x for x in range(40) if replicate_seeds(make_param_id({"x": x}), 1)[0] % 2 == 0][:1]
+    xs += [x for x in range(40) if x not in xs][:7]
+    seeds = [replicate_seeds(make_param_id({"x": x}), 1)[0] for x in xs]
+    assert seeds[0] % 2 == 0 and {s % 2 for s in seeds} == {0, 1}
+    return SimulationStudy(model=f"typemix.{model}", parameter_sets=[{"x": x} for x in xs]), seeds
+
+
+def _run_types(tmp_path: Path, model: str, options: RunOptions) -> JobHandle:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir(exist_ok=True)
+    (bundle / "typemix.py").write_text(TYPES_MODULE, encoding="utf-8")
+    study, _ = _parity_study(model)
+    backend = InProcessSimulationService(store=tmp_path / "store")
+    return modelops.run(
+        study, bundle=bundle, store=tmp_path / "store", options=options, backend=backend
+    )
+
+
+@pytest.mark.parametrize("packing", list(_PACKING))
+@pytest.mark.parametrize(("model", "late"), [("mixed", "string"), ("boolint", "bool")])
+def test_tasks_of_another_output_type_fail_and_the_rest_commit(
+    tmp_path: Path, packing: str, model: str, late: str
+) -> None:
+    _, seeds = _parity_study(model)
+    even = sorted(s for s in seeds if s % 2 == 0)
+    for attempt in range(2):  # the re-run starts with odd tasks: the shards fix the type
+        handle = _run_types(tmp_path, model, _PACKING[packing])
+        assert handle.summary is not None and handle.summary.state == "failed", attempt
+        assert statuses(handle) == {"done": len(even), "failed": len(seeds) - len(even)}
+        failures = handle.store.ledger.failures(handle.job_id)
+        assert {f.error_type for f in failures} == {"OutputTypeError"}
+        assert {f.message for f in failures} == {
+            f"output 'out': column 'v' is {late} here but int64 in earlier results of the job "
+            "(a column keeps one type; only null, int widths and int to float widen)"
+        }
+        rows = handle.store.read_results(handle.job_id, "out")
+        assert sorted(rows["seed"].to_list()) == even
+        assert str(rows.schema["v"]) == "Int64" and set(rows["v"].to_list()) == {1}
+    shards = list((tmp_path / "store" / "jobs" / handle.job_id / "outputs" / "out").iterdir())
+    # the odd tasks re-ran alone in later commits without shards; the even ones spread or not
+    assert (len(shards) > 1) == (packing == "commit-per-task")
+
+
+@pytest.mark.parametrize("packing", list(_PACKING))
+def test_ints_then_floats_widen_to_float_across_commits(tmp_path: Path, packing: str) -> None:
+    handle = _run_types(tmp_path, "widen", _PACKING[packing])
+    _, seeds = _parity_study("widen")
+    assert handle.summary is not None and handle.summary.state == "completed"
+    rows = handle.store.read_results(handle.job_id, "out").sort("seed")
+    assert str(rows.schema["v"]) == "Float64"
+    assert rows["v"].to_list() == [1.0 if s % 2 == 0 else 2.5 for s in sorted(seeds)]
+
+
+def test_the_local_pool_applies_the_same_rule(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "typemix.py").write_text(TYPES_MODULE, encoding="utf-8")
+    study, seeds = _parity_study("mixed")
+    options = RunOptions(max_chunk=1, commit_seconds=0)
+    handle = modelops.run(
+        study, bundle=bundle, store=tmp_path / "store", workers=1, options=options
+    )
+    assert statuses(handle) == {
+        "done": sum(s % 2 == 0 for s in seeds),
+        "failed": sum(s % 2 for s in seeds),
+    }
+    assert handle.store.read_results(handle.job_id, "out")["v"].to_list() == [1] * sum(
+        s % 2 == 0 for s in seeds
+    )
+
+
+@pytest.mark.parametrize(
+    ("sets", "needle"),
+    [
+        ([{"a": 1}, {"a": "x"}], "parameter 'a' is int in parameter_sets[0] but str in"),
+        ([{"a": True}, {"a": 2}], "parameter 'a' is bool in parameter_sets[0] but int in"),
+        ([{"a": 1}, {"a": 2**70}], "outside the 64-bit int range"),
+    ],
+)
+def test_mops_run_refuses_bad_parameter_kinds_in_one_line(
+    tmp_path: Path, sets: list[dict[str, Any]], needle: str
+) -> None:
+    from tests.modelops.cli.conftest import run_mops, write_bundle, write_study
+
+    study = write_study(tmp_path / "study.json", "toy.fast", sets)
+    bundle = write_bundle(tmp_path / "bundle")
+    result = run_mops("run", study, "--bundle", bundle, "--store", tmp_path / "store")
+    assert result.code == 2, result
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result
+    assert needle in result.stderr and "Traceback" not in result.stderr

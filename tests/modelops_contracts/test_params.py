@@ -14,7 +14,7 @@ from tests.conftest import KNOWN_PARAM_ID, KNOWN_PARAMS
 
 scalars = st.one_of(
     st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
 )
@@ -74,6 +74,21 @@ def test_bad_values_raise_naming_the_key(bad: object) -> None:
         make_param_id({"beta": bad})
     assert info.value.field == "beta"
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("big", [2**63, 2**70, -(2**63) - 1, -(2**100)])
+def test_ints_beyond_64_bits_are_refused(big: int) -> None:
+    # parameters become int64 columns of every output; a bigger one could only be mangled
+    with pytest.raises(ContractViolationError, match=r"'n' is -?\d+, outside the 64-bit") as info:
+        UniqueParameterSet({"n": big})
+    assert info.value.field == "n" and info.value.value == big
+
+
+def test_the_64_bit_extremes_keep_their_ids() -> None:
+    for edge in (2**63 - 1, -(2**63), np.int64(2**63 - 1), np.int64(-(2**63))):
+        text = json.dumps({"n": int(edge)}, separators=(",", ":"))
+        expected = blake2b(("contracts:param:v1|" + text).encode(), digest_size=32).hexdigest()
+        assert make_param_id({"n": edge}) == expected
 
 
 def test_non_string_keys_raise() -> None:

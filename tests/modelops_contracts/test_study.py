@@ -177,3 +177,52 @@ def test_default_job_ids_do_not_change_between_versions(bundle_ref: str) -> None
     # a re-run of the same study with a newer ModelOps must find (and resume) the same job
     job = SimulationStudy("m.M", "baseline", [{"x": 1}], "grid", 2).to_simjob(bundle_ref)
     assert job.job_id == "job-433cc3a80d46f4c4" == "job-" + job.content_digest()
+
+
+# -- one kind per parameter across the study ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "kinds"),
+    [
+        (1, "x", ("int", "str")),
+        (True, 1, ("bool", "int")),
+        (0.5, False, ("float", "bool")),
+        ("a", 2.5, ("str", "float")),
+    ],
+)
+def test_a_parameter_of_two_kinds_is_refused(first: object, second: object, kinds: tuple) -> None:
+    sets = [{"a": first, "b": 1}, {"b": 2}, {"a": second, "b": 3}]
+    with pytest.raises(ContractViolationError) as info:
+        _study(parameter_sets=sets)
+    message = str(info.value)
+    assert f"parameter 'a' is {kinds[0]} in parameter_sets[0] but {kinds[1]}" in message
+    assert "parameter_sets[2]" in message and "\n" not in message
+    assert info.value.field == "parameter_sets[2].a"
+
+
+def test_explicit_seed_entries_count_for_the_kind_too() -> None:
+    sets = [{"params": {"a": "x"}, "seed": 3}, {"a": 1}]
+    with pytest.raises(ContractViolationError, match="'a' is str in parameter_sets"):
+        _study(parameter_sets=sets)
+
+
+def test_a_study_file_with_two_kinds_is_one_line() -> None:
+    text = "model: m.M\nparameter_sets: [{a: 1}, {a: x}]\n"
+    with pytest.raises(ContractViolationError, match=r"'a' is int .* but str") as info:
+        SimulationStudy.from_yaml(text)
+    assert "\n" not in str(info.value)
+
+
+def test_ints_and_floats_mix_and_keep_their_ids(bundle_ref: str) -> None:
+    from modelops_contracts import make_param_id
+
+    sets = [{"a": 1}, {"a": 0.5}, {"a": np.int64(2)}]
+    job = _study(parameter_sets=sets, n_replicates=1).to_simjob(bundle_ref)
+    assert [t.param_id for t in job.tasks] == [make_param_id(s) for s in sets]
+    assert [type(t.params["a"]) for t in job.tasks] == [int, float, int]
+
+
+def test_a_parameter_beyond_64_bits_is_refused() -> None:
+    with pytest.raises(ContractViolationError, match=r"parameter_sets\[1\]: .*'a'.* 64-bit"):
+        _study(parameter_sets=[{"a": 1}, {"a": 2**70}])

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaln
 
 from modelops_contracts import ContractViolationError
 
@@ -56,6 +55,8 @@ def poisson_nll(observed: np.ndarray, simulated: np.ndarray) -> float:
 
     ``sum(rate - y * log(rate) + lgamma(y + 1))`` over points.
     """
+    from scipy.special import gammaln  # scipy is slow to import: only when this loss runs
+
     rate = np.maximum(_mean(simulated), _EPS)
     return float(np.sum(rate - observed * np.log(rate) + gammaln(observed + 1.0)))
 
@@ -66,6 +67,8 @@ def binomial_nll(observed: np.ndarray, simulated: np.ndarray, trials: np.ndarray
     The success probability is ``E[sim]``, so the simulated value must be a probability (a
     prevalence, say); it is clipped to [1e-12, 1 - 1e-12].
     """
+    from scipy.special import gammaln
+
     p = np.clip(_mean(simulated), _EPS, 1.0 - _EPS)
     n, y = trials, observed
     log_choose = gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0)
@@ -96,8 +99,11 @@ def resolve_loss(name: str) -> LossFunction:
         )
     try:
         fn: Any = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ContractViolationError(f"cannot import loss {name!r}: {exc}") from exc
+    except Exception as exc:  # the module is user code: whatever its import raises
+        detail = " ".join(str(exc).split())[:200]
+        raise ContractViolationError(
+            f"cannot import loss {name!r}: {type(exc).__name__}: {detail}"
+        ) from exc
     if not callable(fn):
         raise ContractViolationError(f"loss {name!r} is not callable")
     return fn  # type: ignore[no-any-return]

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops._output import write_output
-from modelops.analysis._aggregate import aggregate
-from modelops.analysis._score import load_scored_targets, load_scores
+from modelops.analysis._aggregate import aggregate, reading_results
+from modelops.analysis._score import load_scored_targets, load_scores, observed_numbers
 from modelops.analysis._targets import Target
+from modelops.model import KEY_COLUMNS
 from modelops.store import read_job, resolve_job
 from modelops_contracts import ContractViolationError
 
@@ -73,12 +74,15 @@ def draw_output(
     ``targets``, or those the job was last scored against).
 
     Raises:
-        ContractViolationError: ``x`` or ``y`` is not a column of ``output``.
+        ContractViolationError: ``x`` or ``y`` is not a column of ``output``, ``x`` is a
+            parameter or key column, or ``x`` is ``y``.
         StoreError: unknown job or output.
     """
     import polars as pl
 
     result_store, job_id = resolve_job(job, store)
+    sim_job = read_job(result_store, job_id)
+    _check_axes(x, y, sim_job.parameter_names())
     frame = aggregate(job_id, output, [x], store=result_store, quantiles=_BAND, columns=[y]).filter(
         pl.col(x).is_not_null()
     )
@@ -88,7 +92,7 @@ def draw_output(
         if scores is not None
         else frame["param_id"].unique(maintain_order=True).to_list()
     )
-    sets = read_job(result_store, job_id).parameter_sets()
+    sets = sim_job.parameter_sets()
     figure = _figure()
     axes = figure.add_subplot()
     for rank, pid in enumerate(chosen):
@@ -108,12 +112,14 @@ def draw_output(
             alpha=0.2,
             linewidth=0,
         )
-    for target in targets if targets is not None else load_scored_targets(result_store, job_id):
+    overlays = targets if targets is not None else load_scored_targets(result_store, job_id)
+    _check_targets(result_store, job_id, output, overlays)
+    for target in overlays:
         if target.output == output and target.value == y and list(target.on) == [x]:
             observed = target.read_observed().sort(x)
             axes.scatter(
                 observed[x].to_numpy(),
-                observed[target.observed].to_numpy(),
+                observed_numbers(observed, target.observed, target),
                 s=10,
                 color="black",
                 zorder=3,
@@ -124,6 +130,35 @@ def draw_output(
     axes.set_title(f"{output}: {y} (mean and 5-95% band over replicates)")
     _legend(axes)
     return figure
+
+
+def _check_targets(store: ResultStore, job_id: str, output: str, targets: Sequence[Target]) -> None:
+    """Refuse a target on ``output`` that names columns the output does not have."""
+    mine = [t for t in targets if t.output == output]
+    if not mine:
+        return
+    with reading_results(job_id, output):
+        columns = store.scan_results(job_id, output).collect_schema().names()
+    for target in mine:
+        missing = [c for c in (*target.on, target.value) if c not in columns]
+        if missing:
+            raise ContractViolationError(
+                f"target {target.name!r}: output {output!r} has no column(s) {', '.join(missing)}"
+            )
+
+
+def _check_axes(x: str, y: str, params: Sequence[str]) -> None:
+    """Refuse an x axis that is constant within a parameter set, and y equal to x."""
+    if x in params or x in KEY_COLUMNS:
+        kind = "a parameter" if x in params else "a key column"
+        raise ContractViolationError(
+            f"cannot plot against {x!r}: it is {kind}, constant along each line (one line per "
+            "parameter set); use a column that varies within a run, such as a time column, or "
+            "the loss plot to see parameters",
+            field="x",
+        )
+    if x == y:
+        raise ContractViolationError(f"cannot plot {y!r} against itself", field="y")
 
 
 def plot_loss(

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from modelops._output import write_output
-from modelops.analysis._losses import resolve_loss
+from modelops.analysis._aggregate import reading_results
+from modelops.analysis._losses import LossFunction, resolve_loss
 from modelops.analysis._targets import Target, targets_from_dicts
 from modelops.store import read_job, resolve_job
 from modelops_contracts import ContractViolationError
@@ -37,7 +38,14 @@ if TYPE_CHECKING:
 
     from modelops.store import JobLike, ResultStore
 
-__all__ = ["SCORES_FILE", "TARGETS_FILE", "load_scored_targets", "load_scores", "score"]
+__all__ = [
+    "SCORES_FILE",
+    "TARGETS_FILE",
+    "load_scored_targets",
+    "load_scores",
+    "observed_numbers",
+    "score",
+]
 
 SCORES_FILE = "scores.parquet"
 TARGETS_FILE = "scores_targets.json"
@@ -64,9 +72,10 @@ def score(
     Sets with missing points (see the module docstring) get a null loss and sort last.
 
     Raises:
-        ContractViolationError: no targets, a target's column is missing, or a user loss
-            does not return a number.
-        StoreError: unknown job, or the job has no results for a target's output.
+        ContractViolationError: no targets, a target's column is missing, an observed value
+            is not a number, or a user loss raises or does not return a number.
+        StoreError: unknown job, the job has no results for a target's output, or a shard
+            cannot be read.
     """
     import polars as pl
 
@@ -134,7 +143,8 @@ def _target_scores(
 
     observed = target.read_observed().with_row_index("_point")
     lazy = store.scan_results(job_id, target.output)
-    schema = lazy.collect_schema()
+    with reading_results(job_id, target.output):
+        schema = lazy.collect_schema()
     missing = [c for c in (*target.on, target.value) if c not in schema]
     if missing:
         raise ContractViolationError(
@@ -148,11 +158,12 @@ def _target_scores(
         joined_lazy = lazy.select(columns).join(keys, on=list(target.on), how="inner")
     else:  # a scalar target: one observed row against every simulated row
         joined_lazy = lazy.select(columns).join(keys, how="cross")
-    joined = joined_lazy.select(["param_id", "task_id", "_point", target.value]).collect(
-        engine="streaming"
-    )
-    y = observed[target.observed].cast(pl.Float64).to_numpy()
-    trials = observed[target.trials].cast(pl.Float64).to_numpy() if target.trials else None
+    with reading_results(job_id, target.output):
+        joined = joined_lazy.select(["param_id", "task_id", "_point", target.value]).collect(
+            engine="streaming"
+        )
+    y = observed_numbers(observed, target.observed, target)
+    trials = observed_numbers(observed, target.trials, target) if target.trials else None
     fn = resolve_loss(target.loss)
     wants_trials = target.trials is not None and len(inspect.signature(fn).parameters) >= 3
     unsimulated = _SetScore(loss=None, replicates=0, missing=len(y))
@@ -168,11 +179,51 @@ def _target_scores(
             result[str(pid)] = _SetScore(loss=None, replicates=len(tasks), missing=gaps)
             continue
         args = [y, matrix, *([trials] if wants_trials and trials is not None else [])]
-        value = fn(*args)
-        try:
-            result[str(pid)] = _SetScore(float(value), len(tasks), 0)
-        except (TypeError, ValueError):
-            raise ContractViolationError(
-                f"loss {target.loss!r} returned {value!r}, not a number"
-            ) from None
+        result[str(pid)] = _SetScore(_call_loss(fn, args, target), len(tasks), 0)
     return result
+
+
+def observed_numbers(observed: pl.DataFrame, column: str, target: Target) -> np.ndarray:
+    """An observed column as floats; a value that is not a number is the user's error.
+
+    Raises:
+        ContractViolationError: the column holds something that is not a number.
+    """
+    import polars as pl
+
+    try:
+        return observed[column].cast(pl.Float64).to_numpy()
+    except pl.exceptions.PolarsError:
+        bad = (
+            observed[column].cast(pl.Float64, strict=False).is_null()
+            & observed[column].is_not_null()
+        )
+        example = observed[column].filter(bad).head(1).to_list()
+        shown = f": {str(example[0])[:40]!r}" if example else ""
+        raise ContractViolationError(
+            f"target {target.name!r}: column {column!r} of {target.data.name} must hold "
+            f"numbers, found {observed[column].dtype}{shown}"
+        ) from None
+
+
+def _call_loss(fn: LossFunction, args: list[np.ndarray], target: Target) -> float:
+    """Call a loss; whatever a user loss raises, or a non-number it returns, is a user error.
+
+    Raises:
+        ContractViolationError: the loss raised, or did not return a number.
+    """
+    try:
+        value = fn(*args)
+    except Exception as exc:  # a user loss is user code: any failure is theirs to fix
+        detail = " ".join(str(exc).split())[:200]
+        raise ContractViolationError(
+            f"target {target.name!r}: loss {target.loss!r} raised {type(exc).__name__}"
+            + (f": {detail}" if detail else "")
+        ) from exc
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ContractViolationError(
+            f"target {target.name!r}: loss {target.loss!r} returned {str(value)[:80]!r}, "
+            "not a number"
+        ) from None

@@ -16,7 +16,7 @@ A targets file looks like::
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelops.analysis._losses import resolve_loss
 from modelops_contracts import ContractViolationError, restore_on_key
+from modelops_contracts._loading import read_document
 
 if TYPE_CHECKING:
     import polars as pl
@@ -90,8 +91,8 @@ def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) 
     """Targets from plain dicts (a file's ``targets:`` list); ``data`` is relative to ``base``.
 
     Raises:
-        ContractViolationError: a field is missing, unknown or of the wrong type, a name
-            repeats, or the loss cannot be resolved.
+        ContractViolationError: a field is missing, unknown or of the wrong type, a weight is
+            negative or not finite, a name repeats, or the loss cannot be resolved.
     """
     targets: list[Target] = []
     for index, item in enumerate(items):
@@ -105,16 +106,12 @@ def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) 
         missing = [k for k in ("name", "output", "data", "on", "value") if k not in item]
         if missing:
             raise ContractViolationError(f"{where}: missing field(s) {', '.join(missing)}")
-        on = item["on"]
-        on = (on,) if isinstance(on, str) else tuple(str(c) for c in on)
+        on = _on_columns(item["on"], where)
         loss = str(item.get("loss", "mse_of_mean"))
         resolve_loss(loss)
         if loss == "binomial_nll" and not item.get("trials"):
             raise ContractViolationError(f"{where}: binomial_nll needs a 'trials' column")
-        try:
-            weight = float(item.get("weight", 1.0))
-        except (TypeError, ValueError):
-            raise ContractViolationError(f"{where}: weight must be a number") from None
+        weight = _weight(item.get("weight", 1.0), where)
         data = Path(str(item["data"]))
         targets.append(
             Target(
@@ -135,6 +132,32 @@ def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) 
     return targets
 
 
+def _on_columns(value: Any, where: str) -> tuple[str, ...]:
+    """A target's join columns: one name or a list of names."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise ContractViolationError(
+            f"{where}: 'on' must be a column name or a list of them, got {str(value)[:40]!r}",
+            field="on",
+        )
+    return tuple(value)
+
+
+def _weight(value: Any, where: str) -> float:
+    """A target's weight: a finite number >= 0 (a bool is not a number here)."""
+    try:
+        weight = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        weight = math.nan
+    if not math.isfinite(weight) or weight < 0:
+        raise ContractViolationError(
+            f"{where}: weight must be a finite number >= 0, got {str(value)[:40]!r}",
+            field="weight",
+        )
+    return weight
+
+
 def load_targets(path: Path | str) -> list[Target]:
     """Read the ``targets:`` list of a YAML or JSON file.
 
@@ -142,14 +165,8 @@ def load_targets(path: Path | str) -> list[Target]:
         ContractViolationError: the file is unreadable, has no ``targets:`` list, or a target
             is invalid (see :func:`targets_from_dicts`).
     """
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ContractViolationError(f"cannot read targets file {path}: {exc}") from exc
+    doc = read_document(path, what="targets file")
     items = doc.get("targets") if isinstance(doc, Mapping) else None
     if not isinstance(items, list) or not items:
         raise ContractViolationError(f"{path} needs a non-empty 'targets:' list")

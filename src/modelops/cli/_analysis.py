@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from modelops.cli._app import command, fail
-from modelops.cli._jobs import StoreOption
+from modelops.cli._jobs import StoreOption, store_data
 from modelops_contracts.errors import ContractViolationError
 
 
@@ -73,6 +73,7 @@ def plot_command(
     from modelops.store import resolve_job
 
     result_store, job_id = resolve_job(job, store)
+    _check_out_file(out_file, result_store.root)
     plots = result_store.job_dir(job_id) / "plots"
     if loss:
         if output is not None:
@@ -109,5 +110,13 @@ def report_command(
 ) -> None:
     """Write one self-contained HTML page: summary, counts, failures, losses, plots."""
     from modelops.analysis import write_report
+    from modelops.store import resolve_job
 
-    typer.echo(f"wrote {write_report(job, out_file, store=store)}")
+    result_store, job_id = resolve_job(job, store)
+    _check_out_file(out_file, result_store.root)
+    typer.echo(f"wrote {write_report(job_id, out_file, store=result_store)}")
+
+
+def _check_out_file(out_file: Path | None, root: Path) -> None:
+    if out_file is not None and store_data(out_file, root):
+        raise fail(f"-o {out_file} would overwrite the store's own data in {root}")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from modelops._output import write_output
-from modelops.cli._app import command
+from modelops.cli._app import command, fail
 from modelops_contracts.errors import ContractViolationError
 from modelops_contracts.migration import migrate_document
 from modelops_contracts.schema import write_schemas
@@ -22,7 +22,13 @@ def schema_command(
     ),
 ) -> None:
     """Write JSON Schemas of the study and job file formats."""
-    for path in write_schemas(directory):
+    if directory.exists() and not directory.is_dir():
+        raise fail(f"{directory} is a file: give a directory to write the schemas in")
+    try:
+        paths = write_schemas(directory)
+    except OSError as err:
+        raise fail(f"cannot write schemas to {directory}: {err.strerror or err}") from None
+    for path in paths:
         typer.echo(str(path))
 
 

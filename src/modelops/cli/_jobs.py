@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -52,7 +55,73 @@ def run_command(
     Exit 0 when every task succeeded, 1 when any failed or timed out, 2 on bad input, 130 when
     stopped early by Ctrl-C or `mops cancel` (run the same command again to resume).
     """
+    if not as_json:
+        _run(
+            study,
+            bundle,
+            store,
+            workers,
+            retries,
+            task_timeout,
+            fail_fast,
+            no_cache,
+            job_id,
+            scheduler,
+            None,
+        )
+        return
+    with _stdout_for_json() as out:
+        _run(
+            study,
+            bundle,
+            store,
+            workers,
+            retries,
+            task_timeout,
+            fail_fast,
+            no_cache,
+            job_id,
+            scheduler,
+            out,
+        )
+
+
+@contextmanager
+def _stdout_for_json() -> Iterator[TextIO]:
+    """Point file descriptor 1 at stderr for the block; yield a stream on the real stdout.
+
+    Whatever model code prints (at import while the study compiles, or in a process started
+    meanwhile) then lands on stderr, and stdout carries the JSON summary alone.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with os.fdopen(os.dup(saved), "w", encoding="utf-8") as real:
+            yield real
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _run(
+    study: Path,
+    bundle: Path,
+    store: Path | None,
+    workers: int | None,
+    retries: int,
+    task_timeout: float | None,
+    fail_fast: bool,
+    no_cache: bool,
+    job_id: str | None,
+    scheduler: str | None,
+    json_out: TextIO | None,
+) -> None:
+    """The body of ``mops run``; with ``json_out`` the summary is written there as JSON."""
     from modelops_contracts import SimulationStudy
+
+    as_json = json_out is not None
 
     # a bad study file fails at once: before the heavy imports, before any worker starts
     spec = SimulationStudy.load(study)
@@ -69,12 +138,17 @@ def run_command(
     try:
         backend = backend_for(scheduler=scheduler or None, workers=workers)
     except ContractViolationError as err:
-        if err.field != "workers":
+        if err.field not in ("workers", "scheduler"):
             raise
-        raise fail(f"--workers: {err}") from None
-    backend.warm_up()  # workers boot while the study compiles
+        raise fail(f"--{err.field}: {err}") from None
+    backend.warm_up()  # workers boot (or the cluster connects) while the study compiles
     try:
         job = compile_study(spec, bundle, store=store_root, job_id=job_id, base=study.parent)
+        if scheduler:  # an unreachable cluster fails here, before the job is registered
+            from modelops.services import DaskSimulationService
+
+            assert isinstance(backend, DaskSimulationService)
+            backend.connect()
     except BaseException:
         backend.close(kill=True)
         raise
@@ -98,8 +172,9 @@ def run_command(
         )
     summary = handle.summary
     assert summary is not None
-    if as_json:
-        typer.echo(json.dumps(summary.to_dict()))
+    if json_out is not None:
+        json_out.write(json.dumps(summary.to_dict()) + "\n")
+        json_out.flush()
     else:
         typer.echo(
             f"job {summary.job_id} {summary.state}: {summary.succeeded}/{summary.total} tasks "
@@ -201,8 +276,15 @@ def results_command(
     """
     from modelops.api import job_status, open_existing_store
 
+    if by and not aggregate:
+        raise fail("--by groups the summary: give it with --aggregate")
+    if output is None and (out_file is not None or aggregate):
+        flag = "-o" if out_file is not None else "--aggregate"
+        raise fail(f"{flag} needs an OUTPUT name (run 'mops results {job}' to list them)")
     result_store = open_existing_store(store)
     job_status(result_store, job)  # unknown job -> one-line error
+    if out_file is not None and inside(out_file, result_store.root):
+        raise fail(f"-o {out_file} is inside the store {result_store.root}: write elsewhere")
     if output is None:
         outputs = result_store.output_counts(job)
         if not outputs:
@@ -210,7 +292,7 @@ def results_command(
         for name, rows in outputs.items():
             typer.echo(f"{name}\t{rows} rows")
         return
-    if aggregate or by:
+    if aggregate:
         from modelops.analysis import aggregate as aggregate_output
 
         summary = aggregate_output(job, output, by or [], store=result_store)
@@ -281,6 +363,26 @@ def cancel_command(
         raise fail(f"job {job} is not running (state: {state})")
     result_store.ledger.request_cancel(job)
     typer.echo(f"cancel requested for job {job}")
+
+
+def inside(path: Path, root: Path) -> bool:
+    """True if ``path`` (resolved, symlinks included) lies in directory ``root``."""
+    return path.expanduser().resolve().is_relative_to(root.expanduser().resolve())
+
+
+_JOB_FILES = frozenset({"job.json", "job.log", "scores.parquet", "scores_targets.json"})
+
+
+def store_data(path: Path, root: Path) -> bool:
+    """True if writing ``path`` would replace the store's own data: the ledger, a bundle, a
+    job file or a shard (plots and reports beside a job are fine)."""
+    resolved, base = path.expanduser().resolve(), root.expanduser().resolve()
+    if not resolved.is_relative_to(base):
+        return False
+    parts = resolved.relative_to(base).parts
+    if len(parts) <= 2 or parts[0] != "jobs":
+        return True  # the ledger, the lock, bundles/..., jobs/<file>, jobs/<job id> itself
+    return parts[2] == "outputs" or (len(parts) == 3 and parts[2] in _JOB_FILES)
 
 
 def _latest_job(store: Any) -> str:

@@ -5,6 +5,11 @@ sends the rest in chunks sized from measured task durations (a fixed number of c
 per worker, so memory is bounded by the window, never by the job), and commits finished tasks in
 batches: one Parquet shard per output, then their status, in one ledger transaction. What to do
 when a chunk is lost and how big chunks are is decided by :mod:`modelops.services._policy`.
+
+Each output keeps one schema for the whole job, fixed by its first commit (on resume, read from
+the newest shard of the job) and only widened by the rule of :mod:`modelops.runtime.tables`. A
+chunk's table that fits is cast to it; the tasks whose rows do not fit fail with
+``OutputTypeError`` and the rest of the commit goes ahead, whichever commit a task lands in.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from itertools import islice
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from modelops.bundle import BundleStore
 from modelops.engine._types import Progress, RunOptions, RunSummary
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
+from modelops.runtime.tables import OutputTypeError, conform, merge_schemas, type_conflict
 from modelops.services._base import ChunkBackend
 from modelops.services._events import ChunkDone, ChunkEvent, ChunkRaised, TaskTimedOut, WorkerDied
 from modelops.services._policy import AttemptTracker, ChunkSizer
@@ -45,6 +52,7 @@ class _Buffer:
     failed: list[FailedTask] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     rows: int = 0
+    nbytes: int = 0  # Arrow size of ``tables``: a commit is due well before memory runs out
     since: float = field(default_factory=time.monotonic)
 
     def empty(self) -> bool:
@@ -78,6 +86,7 @@ class Driver:
         self.retry: deque[list[TaskRow]] = deque()
         self.in_flight: dict[int, tuple[list[TaskRow], float]] = {}
         self.packages: dict[str, str] = {}
+        self.schemas: dict[str, pa.Schema | None] = {}  # per output, as committed so far
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self.remaining = 0
@@ -171,6 +180,8 @@ class Driver:
             events = self.backend.poll(0.1)
             for event in events:
                 self._handle(event)
+                if self.buffer.nbytes >= self.options.commit_bytes:
+                    self.commit()  # several large chunks in one poll: never hold them all
             if events:
                 self._fill()  # workers get new chunks before the slow work below
             now = time.monotonic()
@@ -225,6 +236,7 @@ class Driver:
                 for i, r in enumerate(rows)
             ],
             log_path=str(self.log_path),
+            max_output_bytes=self.options.max_task_output_bytes,
         )
         ticket = self.backend.submit_chunk(spec, task_timeout=self.options.task_timeout)
         self.in_flight[ticket] = (rows, time.monotonic())
@@ -294,6 +306,7 @@ class Driver:
         for output, table in result.tables.items():
             self.buffer.tables.setdefault(output, []).append(table)
             self.buffer.rows += table.num_rows
+            self.buffer.nbytes += table.nbytes
         self.sizer.observe_chunk(result.worker, durations, wall)
 
     def _lost(self, rows: list[TaskRow], event: WorkerDied | TaskTimedOut) -> None:
@@ -332,6 +345,7 @@ class Driver:
             return False
         return (
             self.buffer.rows >= self.options.commit_rows
+            or self.buffer.nbytes >= self.options.commit_bytes
             or now - self.buffer.since >= self.options.commit_seconds
         )
 
@@ -339,8 +353,79 @@ class Driver:
         buffer, self.buffer = self.buffer, _Buffer()
         if buffer.empty():
             return
-        tables = {name: _concat(parts) for name, parts in buffer.tables.items()}
+        schemas: dict[str, pa.Schema] = {}
+        rejected: dict[str, str] = {}  # task id -> why its rows do not fit
+        tables: dict[str, pa.Table] = {}
+        for name, parts in buffer.tables.items():
+            schemas[name], tables[name] = self._conform(name, parts, rejected)
+        if rejected:
+            self._reject(buffer, tables, rejected)
+            for name in [name for name, table in tables.items() if not table.num_rows]:
+                del tables[name], schemas[name]  # no shard: its schema is not committed
         self.store.commit(self.job.job_id, tables, buffer.done, buffer.failed, buffer.cached)
+        self.schemas.update(schemas)
+
+    def _conform(
+        self, output: str, parts: list[pa.Table], rejected: dict[str, str]
+    ) -> tuple[pa.Schema, pa.Table]:
+        """One table of ``output`` in the job's schema, and that schema (widened if needed).
+
+        Tasks whose rows do not fit go to ``rejected``. Schemas are compared once per chunk
+        table, never per row; the common case (every table already in the schema) is a concat.
+        """
+        if output not in self.schemas:
+            self.schemas[output] = self.store.output_schema(self.job.job_id, output)
+        fixed = self.schemas[output]
+        schema = parts[0].schema if fixed is None else fixed
+        if all(part.schema.equals(schema) for part in parts):
+            return schema, _concat(parts)
+        kept: list[pa.Table] = []
+        for part in parts:
+            merged, conflicts = merge_schemas(schema, part.schema)
+            if conflicts:
+                part = _drop_conflicts(output, part, conflicts, rejected)
+                merged, _ = merge_schemas(schema, part.schema)
+            schema = merged
+            kept.append(part)
+        out: list[pa.Table] = []
+        for part in kept:
+            try:
+                out.append(conform(part, schema))
+            except OutputTypeError as error:  # values that do not fit the widened type
+                message = f"output {output!r}: {error}"
+                for task_id in pc.unique(part.column("task_id")).to_pylist():
+                    rejected.setdefault(task_id, message)
+        return schema, _concat(out)
+
+    def _reject(
+        self, buffer: _Buffer, tables: dict[str, pa.Table], rejected: dict[str, str]
+    ) -> None:
+        """Fail the ``rejected`` tasks of this commit and drop their rows from every output."""
+        ids = pa.array(list(rejected), pa.string())
+        for name, table in tables.items():
+            tables[name] = table.filter(pc.invert(pc.is_in(table.column("task_id"), ids)))
+        done: list[DoneTask] = []
+        for task in buffer.done:
+            message = rejected.get(task.task_id)
+            if message is None:
+                done.append(task)
+                continue
+            buffer.failed.append(
+                FailedTask(
+                    task.task_id,
+                    "failed",
+                    "OutputTypeError",
+                    message,
+                    attempts=task.attempts,
+                    duration=task.duration,
+                    worker=task.worker,
+                )
+            )
+            self.progress.succeeded -= 1
+            self.progress.failed += 1
+        buffer.done = done
+        if self.options.fail_fast:
+            self.stop("failed")
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -389,6 +474,24 @@ def _same_spec(a: TaskRow, b: TaskRow) -> bool:
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:
+    """Concatenate tables of one schema (see :meth:`Driver._conform`)."""
     if len(parts) == 1:
         return parts[0]
-    return pa.concat_tables(parts, promote_options="permissive")
+    return pa.concat_tables(parts)
+
+
+def _drop_conflicts(
+    output: str, part: pa.Table, conflicts: dict[str, pa.DataType], rejected: dict[str, str]
+) -> pa.Table:
+    """``part`` without its conflicting columns, its tasks with values there in ``rejected``.
+
+    Rows of a task that has only nulls in such a column fit (they become nulls of the fixed
+    type); the rows of the rejected tasks are dropped later from every output.
+    """
+    task_ids = part.column("task_id")
+    for column, fixed in conflicts.items():
+        values = part.column(column)
+        message = type_conflict(output, column, fixed, values.type)
+        for task_id in pc.unique(task_ids.filter(pc.is_valid(values))).to_pylist():
+            rejected.setdefault(task_id, message)
+    return part.drop_columns(list(conflicts))

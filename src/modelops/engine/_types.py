@@ -14,8 +14,14 @@ __all__ = ["Progress", "RunOptions", "RunSummary"]
 class RunOptions:
     """How to run a job; the flags of ``mops run`` map onto these.
 
+    ``max_task_output_bytes`` caps the Arrow size of one task's rows (key columns included):
+    a task returning more fails, so the driver never holds it; ``None`` lifts the cap. The
+    driver commits when its buffered tables reach ``commit_bytes``, ``commit_rows`` or
+    ``commit_seconds``, whichever comes first.
+
     Raises:
-        ContractViolationError: a negative ``retries`` or a non-positive ``task_timeout``.
+        ContractViolationError: a negative ``retries``, a non-positive ``task_timeout``,
+            ``commit_bytes`` or ``max_task_output_bytes``.
     """
 
     retries: int = 2
@@ -26,6 +32,8 @@ class RunOptions:
     max_chunk: int = 5000
     commit_rows: int = 200_000
     commit_seconds: float = 2.0
+    commit_bytes: int = 256 * 2**20
+    max_task_output_bytes: int | None = 64 * 2**20
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -38,6 +46,12 @@ class RunOptions:
                 field="task_timeout",
                 value=self.task_timeout,
             )
+        for name in ("commit_bytes", "max_task_output_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ContractViolationError(
+                    f"{name} must be positive, got {value}", field=name, value=value
+                )
 
 
 @dataclass

@@ -9,12 +9,19 @@ Contract of :func:`run_chunk`:
 - ``tables[output]`` holds the rows of the chunk's successful tasks only, in task order, with the
   leading columns ``task_id`` (string), ``param_id`` (string), ``replicate`` (int64), ``seed``
   (uint64), then one column per parameter name (sorted; the task's own value), then the model's
-  columns. With ``spec.outputs`` set, only those outputs are kept; ``None`` keeps all. An
-  output that no successful task returned has no entry.
+  columns. Tasks' rows merge by the one-type-per-column rule of :mod:`modelops.runtime.tables`:
+  the first task fixes a column's type, a later task that does not fit it fails alone with
+  ``OutputTypeError`` (also a parameter whose value is of another kind than in earlier tasks).
+  With ``spec.outputs`` set, only those outputs are kept; ``None`` keeps all. An output that no
+  successful task returned has no entry.
 - What the model prints to ``sys.stdout``/``sys.stderr`` never reaches the terminal: it is
   appended to ``spec.log_path`` (one write per chunk, each line tagged with the task id's first 8
-  characters and the stream), and a failed task carries the last 2 KB of its stderr. Output
-  written below Python (C extensions writing to file descriptors) is not captured.
+  characters and the stream), at most ``TASK_LOG_CHARS`` per stream and task (the start and
+  the end, with ``[... N characters cut]`` between), and a failed task carries the last 2 KB of
+  its stderr. Output written below Python (C extensions writing to file descriptors) is not
+  captured here (see :mod:`modelops.services._worker`).
+- With ``spec.max_output_bytes`` set, a task whose rows (model and key columns, as Arrow data)
+  are larger fails with a message giving both sizes, so no caller has to hold them.
 - ``on_task_start(i)`` is called with the task's position in ``spec.tasks`` just before it runs.
 - One chunk runs at a time per process (a lock): the model instance, ``sys.stdout`` and the
   loader's ``sys.path`` are process-wide. Run workers as processes, not threads, for parallelism.
@@ -45,17 +52,23 @@ from modelops.runtime._packages import model_packages
 from modelops.runtime.loader import Runner, load_entrypoint
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask, TaskOutcome
 from modelops.runtime.tables import (
+    OutputTypeError,
     check_columns,
     check_output_name,
+    conform,
+    merge_schemas,
     plain_types,
     scalar_row,
     to_table,
+    type_conflict,
 )
 from modelops_contracts.errors import ModelError
 
 __all__ = ["ChunkResult", "ChunkSpec", "ChunkTask", "TaskOutcome", "run_chunk"]
 
 STDERR_TAIL_CHARS = 2048
+TASK_LOG_CHARS = 512 * 1024
+_KEY_BYTES = 8 + 8 + 8 + 8  # offsets of task_id and param_id, replicate, seed (per row)
 _TRACEBACK_CHARS = 16_384
 _RUNTIME_DIRS = (
     str(Path(__file__).resolve().parent),
@@ -131,10 +144,15 @@ class _OutputBuffer:
     def model_table(self) -> pa.Table:
         """The model's columns for every collected row, in collection order."""
         self._flush_rows()
-        tables = [_part_table(part) for part in self.parts]
-        if len(tables) == 1:
-            return tables[0]
-        return plain_types(pa.concat_tables(tables, promote_options="permissive"))
+        tables = [_part_table(self.name, part) for part in self.parts]
+        if len(tables) <= 1:
+            return tables[0] if tables else pa.table({})
+        schema = tables[0].schema
+        for table in tables[1:]:
+            schema, conflicts = merge_schemas(schema, table.schema)
+            if conflicts:
+                raise OutputTypeError(f"output {self.name!r}: tasks disagree on column types")
+        return pa.concat_tables([conform(table, schema) for table in tables])
 
     def segments(self) -> Iterator[tuple[int, pa.Table | dict[str, list[Any]]]]:
         """Each task's position and its own rows (to find the task that breaks a merge)."""
@@ -151,10 +169,26 @@ class _OutputBuffer:
 _Staged: TypeAlias = "tuple[_OutputBuffer, dict[str, Any] | None, tuple[str, ...], pa.Table | None]"
 
 
-def _part_table(part: _Part) -> pa.Table:
+def _part_table(output: str, part: _Part) -> pa.Table:
     if isinstance(part, pa.Table):
         return part
-    return plain_types(pa.table({name: pa.array(values) for name, values in part.items()}))
+    return plain_types(
+        pa.table({name: _scalar_column(output, name, values) for name, values in part.items()})
+    )
+
+
+def _scalar_column(output: str, name: str, values: list[Any]) -> pa.Array:
+    """One column of one-row results; raises if its values are of several kinds or too big."""
+    try:
+        array = pa.array(values)
+    except OverflowError:
+        raise OutputTypeError(
+            f"output {output!r}: column {name!r} holds an int outside the 64-bit range"
+        ) from None
+    if pa.types.is_floating(array.type) and bool in set(map(type, values)):
+        # pyarrow turns True into 1.0 next to floats; bool and numbers never share a column
+        raise OutputTypeError(f"output {output!r}: column {name!r} mixes bool and numbers")
+    return array
 
 
 class _ChunkRun:
@@ -178,7 +212,8 @@ class _ChunkRun:
     def run(
         self, on_task_start: Callable[[int], None] | None, worker: str, packages: dict[str, str]
     ) -> ChunkResult:
-        out, err = io.StringIO(), io.StringIO()
+        out, err = _Capture(TASK_LOG_CHARS), _Capture(TASK_LOG_CHARS)
+        limit = self.spec.max_output_bytes
         run_model, config, stage = self.runner.run, self.spec.config, self._stage
         outcomes, bad_params = self.outcomes, self.bad_params
         for position, task in enumerate(self.tasks):
@@ -191,6 +226,8 @@ class _ChunkRun:
                 if bad_params:
                     self._check_params(task)
                 staged = stage(run_model(task.params, task.seed, config))
+                if limit is not None:
+                    _check_output_size(task, staged, limit)
             except (Exception, SystemExit) as error:
                 sys.stdout, sys.stderr = saved
                 outcomes.append(self._failure(task, error, perf_counter() - start, out, err))
@@ -203,7 +240,7 @@ class _ChunkRun:
                 else:
                     buffer.add_table(position, table)
             outcomes.append(TaskOutcome(task.task_id, True, perf_counter() - start))
-            if out.tell() or err.tell():
+            if out.written or err.written:
                 self._collect(task, out, err)
         tables = self._tables()
         self._write_log()
@@ -214,8 +251,8 @@ class _ChunkRun:
         task: ChunkTask,
         error: BaseException,
         duration: float,
-        out: io.StringIO,
-        err: io.StringIO,
+        out: _Capture,
+        err: _Capture,
     ) -> TaskOutcome:
         stderr = self._collect(task, out, err)
         return TaskOutcome(
@@ -267,15 +304,14 @@ class _ChunkRun:
                 staged.append((buffer, None, (), to_table(name, value, reserved=self.reserved)))
         return staged
 
-    def _collect(self, task: ChunkTask, out: io.StringIO, err: io.StringIO) -> str:
+    def _collect(self, task: ChunkTask, out: _Capture, err: _Capture) -> str:
         """Move one task's captured text into the chunk log; return its stderr."""
         prefix = task.task_id[:8]
         stdout, stderr = out.getvalue(), err.getvalue()
         for stream, text in (("stdout", stdout), ("stderr", stderr)):
             self.log.extend(f"{prefix} {stream}: {line}\n" for line in text.splitlines())
-        for buffer in (out, err):
-            buffer.seek(0)
-            buffer.truncate()
+        out.reset()
+        err.reset()
         return stderr
 
     def _write_log(self) -> None:
@@ -295,16 +331,32 @@ class _ChunkRun:
         for name, buffer in self.buffers.items():
             try:
                 models[name] = buffer.model_table()
-            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            except (pa.ArrowException, TypeError, ValueError, OverflowError, OutputTypeError):
                 models[name] = self._merge_dropping_failures(buffer, failed)
-        if failed:
-            for position, outcome in failed.items():
-                self.outcomes[position] = outcome
+        try:
+            return self._keyed_tables(models, failed)
+        except _MixedKinds:
+            # only a job built task by task gets here (a study refuses mixed kinds up front)
+            clashes = _kind_clashes(self.tasks, self.outcomes, failed)
+            for position, message in clashes.items():
+                self._fail_late(position, failed, "OutputTypeError", message)
+            return self._keyed_tables(models, failed)
+
+    def _keyed_tables(
+        self, models: dict[str, pa.Table], failed: dict[int, TaskOutcome]
+    ) -> dict[str, pa.Table]:
+        """Each output's table with the key and parameter columns, without ``failed`` tasks.
+
+        Raises:
+            _MixedKinds: a parameter's values are of several kinds among the kept tasks.
+        """
+        for position, outcome in failed.items():
+            self.outcomes[position] = outcome
         tables: dict[str, pa.Table] = {}
         for name, buffer in self.buffers.items():
             if all(position in failed for position in buffer.positions):
                 continue
-            table = self._with_keys(buffer, models[name])
+            table = self._with_keys(buffer, models[name], failed)
             if failed:
                 dropped = pa.array([self.tasks[p].task_id for p in failed], pa.string())
                 table = table.filter(pc.invert(pc.is_in(table["task_id"], value_set=dropped)))
@@ -321,33 +373,45 @@ class _ChunkRun:
         counts: list[int] = []
         for position, part in buffer.segments():
             try:
-                table = _part_table(part)
-                merged = (
-                    table.schema
-                    if schema is None
-                    else pa.unify_schemas([schema, table.schema], promote_options="permissive")
-                )
+                table = _part_table(buffer.name, part)
             except (pa.ArrowException, TypeError, ValueError) as error:
-                message = (
-                    f"output {buffer.name!r}: columns do not match earlier tasks in the chunk: "
-                    f"{error}"
-                )
-                task = self.tasks[position]
-                previous = self.outcomes[position]
-                failed[position] = TaskOutcome(
-                    task.task_id, False, previous.duration, "ModelError", message, message
-                )
+                self._fail_late(position, failed, "ModelError", f"output {buffer.name!r}: {error}")
                 continue
-            schema = merged
+            except OutputTypeError as error:
+                self._fail_late(position, failed, "OutputTypeError", str(error))
+                continue
+            if schema is None:
+                schema = table.schema
+            else:
+                merged, conflicts = merge_schemas(schema, table.schema)
+                if conflicts:
+                    column, fixed = next(iter(conflicts.items()))
+                    got = table.schema.field(column).type
+                    message = type_conflict(buffer.name, column, fixed, got)
+                    self._fail_late(position, failed, "OutputTypeError", message)
+                    continue
+                schema = merged
             kept.append(table)
             positions.append(position)
             counts.append(table.num_rows)
         buffer.positions, buffer.counts = positions, counts
-        if not kept:
+        if schema is None:
             return pa.table({})
-        return plain_types(pa.concat_tables(kept, promote_options="permissive"))
+        return pa.concat_tables([conform(table, schema) for table in kept])
 
-    def _with_keys(self, buffer: _OutputBuffer, model: pa.Table) -> pa.Table:
+    def _fail_late(
+        self, position: int, failed: dict[int, TaskOutcome], error_type: str, message: str
+    ) -> None:
+        """Turn the finished task at ``position`` into a failure (its rows do not fit)."""
+        task = self.tasks[position]
+        previous = self.outcomes[position]
+        failed[position] = TaskOutcome(
+            task.task_id, False, previous.duration, error_type, message, message
+        )
+
+    def _with_keys(
+        self, buffer: _OutputBuffer, model: pa.Table, failed: dict[int, TaskOutcome]
+    ) -> pa.Table:
         tasks = [self.tasks[position] for position in buffer.positions]
         arrays: list[pa.Array] = [
             pa.array([t.task_id for t in tasks], pa.string()),
@@ -355,7 +419,15 @@ class _ChunkRun:
             pa.array([t.replicate for t in tasks], pa.int64()),
             pa.array([t.seed for t in tasks], pa.uint64()),
         ]
-        arrays.extend(_param_column([t.params.get(n) for t in tasks]) for n in self.param_names)
+        if failed:  # their rows are dropped; their parameters must not spoil a column's type
+            kept = [p not in failed for p in buffer.positions]
+            values = [
+                [t.params.get(n) if k else None for t, k in zip(tasks, kept, strict=True)]
+                for n in self.param_names
+            ]
+        else:
+            values = [[t.params.get(n) for t in tasks] for n in self.param_names]
+        arrays.extend(_param_column(column) for column in values)
         if buffer.counts.count(1) != len(buffer.counts):
             take = pa.array(np.repeat(np.arange(len(tasks)), buffer.counts))
             arrays = [array.take(take) for array in arrays]
@@ -363,12 +435,114 @@ class _ChunkRun:
         return pa.Table.from_arrays([*arrays, *model.columns], names=names)
 
 
+class _Capture(io.TextIOBase):
+    """A task's ``sys.stdout`` or ``sys.stderr``: keeps the first and last ``limit / 2``
+    characters, so a model printing gigabytes costs a bounded amount of memory and log."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.half = limit // 2
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything written (between tasks)."""
+        self.head: list[str] = []
+        self.head_chars = 0
+        self.tail: list[str] = []
+        self.tail_chars = 0
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        size = len(text)
+        self.written += size
+        room = self.half - self.head_chars
+        if room > 0:
+            self.head.append(text[:room])
+            self.head_chars += min(room, len(text))
+            text = text[room:]
+        if text:
+            self.tail.append(text[-self.half :])
+            self.tail_chars += min(len(text), self.half)
+            if self.tail_chars > 2 * self.half:  # trim now and then, not on every write
+                kept = "".join(self.tail)[-self.half :]
+                self.tail, self.tail_chars = [kept], len(kept)
+        return size
+
+    def getvalue(self) -> str:
+        """What was written, with the middle replaced by a note of its size when too long."""
+        tail = "".join(self.tail)[-self.half :]
+        cut = self.written - self.head_chars - len(tail)
+        note = f"\n[... {cut} characters cut]\n" if cut > 0 else ""
+        return "".join(self.head) + note + tail
+
+
+def _check_output_size(task: ChunkTask, staged: list[_Staged], limit: int) -> None:
+    """Fail a task whose rows, as the driver would hold them, exceed ``limit`` bytes."""
+    per_row = _KEY_BYTES + len(task.task_id) + len(task.param_id)
+    per_row += sum(len(v) if isinstance(v, str | bytes) else 8 for v in task.params.values())
+    total = 0
+    for _, row, _, table in staged:
+        if table is None:
+            values = row.values() if row is not None else ()
+            total += per_row + sum(len(v) if isinstance(v, str | bytes) else 8 for v in values)
+        else:
+            total += table.nbytes + per_row * table.num_rows
+    if total > limit:
+        mb = 2**20
+        raise ModelError(
+            f"output {total / mb:.0f} MB exceeds the {limit / mb:.0f} MB limit per task "
+            "(Arrow size of its rows, key columns included)",
+            hint="return fewer or smaller rows, or raise RunOptions.max_task_output_bytes",
+        )
+
+
+class _MixedKinds(Exception):
+    """A parameter column would mix kinds (bool, number, str)."""
+
+
 def _param_column(values: list[Any]) -> pa.Array:
+    """A parameter's column.
+
+    Raises:
+        _MixedKinds: the values are of several kinds (pyarrow would refuse them, or turn
+            ``True`` into ``1.0`` next to floats); ints and floats mix into float64.
+    """
     try:
-        return pa.array(values)
+        array = pa.array(values)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        # Values of mixed kinds (plain-function jobs only): keep them readable as text.
-        return pa.array([None if value is None else str(value) for value in values], pa.string())
+        raise _MixedKinds from None
+    if pa.types.is_floating(array.type) and bool in set(map(type, values)):
+        raise _MixedKinds
+    return array
+
+
+_KINDS: dict[type, str] = {bool: "bool", int: "number", float: "number", str: "str"}
+
+
+def _kind_clashes(
+    tasks: list[ChunkTask], outcomes: list[TaskOutcome], failed: dict[int, TaskOutcome]
+) -> dict[int, str]:
+    """Kept tasks with a parameter of another kind than in earlier kept tasks, and why."""
+    first: dict[str, tuple[str, str]] = {}
+    clashes: dict[int, str] = {}
+    for position, task in enumerate(tasks):
+        if not outcomes[position].ok or position in failed:
+            continue
+        for name, value in task.params.items():
+            kind, type_name = _KINDS.get(type(value), "other"), type(value).__name__
+            seen = first.setdefault(name, (kind, type_name))
+            if seen[0] != kind:
+                clashes[position] = (
+                    f"parameter {name!r} is {type_name} in this task but {seen[1]} in earlier "
+                    "tasks; its column needs one kind"
+                )
+                break
+    return clashes
 
 
 def _format_traceback(error: BaseException) -> str:

@@ -9,13 +9,21 @@ per (bundle directory, entrypoint): a worker builds a model once and reuses it f
 
 The loader mutates ``sys.path`` and ``sys.modules``; it serialises itself with a lock but a process
 should still run one chunk at a time (see :mod:`modelops.runtime.chunk`).
+
+A worker process calls :func:`isolate_import_path` once, so that model code comes from the
+snapshot alone: what the driver had on ``sys.path`` (its current directory, its script's
+directory, ``PYTHONPATH``, the live bundle directory) could otherwise supply a module the bundle
+leaves out, and results would change under the same digest.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import site
 import sys
+import sysconfig
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,11 +37,14 @@ from modelops_contracts.entrypoint import DEFAULT_SCENARIO, parse_entrypoint
 from modelops_contracts.errors import ContractViolationError, ModelError
 
 __all__ = [
+    "EntrypointCheck",
     "ModelInfo",
     "Runner",
     "bundle_modules",
+    "isolate_import_path",
     "load_entrypoint",
     "resolve_entrypoint",
+    "resolve_in_worker",
     "unload_bundles",
 ]
 
@@ -43,6 +54,8 @@ _preexisting: set[str] = set()
 _PROTECTED = frozenset({"modelops", "modelops_contracts"})
 _runners: dict[tuple[str, str], Runner] = {}
 _instances: dict[tuple[str, str], Model] = {}
+_isolated: list[bool] = [False]
+_UNNAMED_MAINS = frozenset({"__main__", "__mp_main__"})
 
 
 @dataclass(frozen=True)
@@ -322,6 +335,108 @@ def resolve_entrypoint(
     return runner.info()
 
 
+@dataclass(frozen=True)
+class EntrypointCheck:
+    """What :func:`resolve_in_worker` checks: the arguments of :func:`resolve_entrypoint`."""
+
+    bundle_dir: str
+    entrypoint: str
+    params: tuple[Mapping[str, Any], ...] = ()
+    outputs: tuple[str, ...] | None = None
+    config: Mapping[str, Any] | None = None
+
+
+def resolve_in_worker(check: EntrypointCheck, on_position: Callable[[int], None]) -> ModelInfo:
+    """Pool function: :func:`resolve_entrypoint` in a worker that sees only the bundle.
+
+    Run in a child process so that a model whose import exits, hangs or signals cannot take
+    the caller along; imports are isolated as in a worker (:func:`isolate_import_path`).
+
+    Raises:
+        ModelError: as :func:`resolve_entrypoint`.
+        ContractViolationError: a parameter set is invalid for the model.
+    """
+    on_position(0)
+    isolate_import_path()
+    return resolve_entrypoint(
+        check.bundle_dir,
+        check.entrypoint,
+        params=check.params,
+        outputs=check.outputs,
+        config=check.config,
+    )
+
+
+def isolate_import_path() -> None:
+    """Import model code in this process from the active bundle only (call once, in a worker).
+
+    ``sys.path`` keeps the Python environment alone: the standard library, site-packages and
+    the directories their ``.pth`` files add (editable installs). The current directory, the
+    scripts directory, ``PYTHONPATH`` and whatever the parent process added at run time are
+    dropped, and modules already imported from such places are forgotten. Every bundle this
+    process activates afterwards goes in front of that path.
+    """
+    with _lock:
+        _isolated[0] = True
+        kept = _environment_path()
+        sys.path[:] = [entry for entry in sys.path if _real(entry) in kept]
+        roots = tuple(root.rstrip(os.sep) + os.sep for root in kept | _prefixes())
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if (
+                isinstance(file, str)
+                and name not in _UNNAMED_MAINS
+                and name.partition(".")[0] not in _PROTECTED
+                and not os.path.realpath(file).startswith(roots)
+            ):
+                del sys.modules[name]
+        importlib.invalidate_caches()
+
+
+def _prefixes() -> set[str]:
+    return {
+        os.path.realpath(prefix)
+        for prefix in (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix)
+    }
+
+
+def _real(entry: str) -> str:
+    return os.path.realpath(entry) if entry else ""
+
+
+def _environment_path() -> set[str]:
+    """Real paths of the ``sys.path`` entries that belong to the Python environment."""
+    prefixes = tuple(prefix.rstrip(os.sep) + os.sep for prefix in _prefixes())
+    scripts = {os.path.realpath(Path(sys.executable).parent)}
+    scripts.add(os.path.realpath(sysconfig.get_path("scripts")))
+    kept = {
+        real
+        for real in map(_real, sys.path)
+        if real and real not in scripts and (real + os.sep).startswith(prefixes)
+    }
+    site_dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        site_dirs.append(site.getusersitepackages())
+    for site_dir in site_dirs:
+        kept.add(os.path.realpath(site_dir))
+        kept.update(_pth_entries(site_dir))
+    return kept
+
+
+def _pth_entries(site_dir: str) -> set[str]:
+    """The directories the ``.pth`` files of a site directory put on ``sys.path``."""
+    entries = set()
+    for pth in sorted(Path(site_dir).glob("*.pth")):
+        try:
+            lines = pth.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in map(str.rstrip, lines):
+            if line and not line.startswith(("#", "import ", "import\t")):
+                entries.add(os.path.realpath(Path(site_dir) / line))
+    return entries
+
+
 def unload_bundles() -> None:
     """Forget every loaded bundle: drop its modules, its ``sys.path`` entry and cached models."""
     global _active_bundle
@@ -343,6 +458,9 @@ def bundle_modules(bundle_dir: Path | str) -> dict[str, ModuleType]:
 
 def _activate(bundle: str) -> None:
     global _active_bundle
+    if _isolated[0]:
+        for entry in [e for e in sys.path if not Path(e).is_absolute()]:
+            sys.path.remove(entry)  # a relative entry would find the current directory's code
     if _active_bundle == bundle:
         if bundle not in sys.path:
             sys.path.insert(0, bundle)
@@ -422,7 +540,7 @@ def _import_object(import_path: str) -> Any:
     module_name, _, attribute = import_path.rpartition(".")
     try:
         module = importlib.import_module(module_name)
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         raise ModelError(
             f"cannot import {import_path!r} from bundle: {type(err).__name__}: {err}",
             hint="check that the module is inside the bundle and its dependencies are installed",

@@ -75,6 +75,7 @@ class ChunkSpec:
     config: dict[str, Any] | None
     tasks: Sequence[ChunkTask]
     log_path: str | None = None
+    max_output_bytes: int | None = None  # a task whose rows exceed it fails; None: no cap
 
     def __reduce__(self) -> tuple[Any, ...]:
         tasks = self.tasks
@@ -86,19 +87,32 @@ class ChunkSpec:
             [t.seed for t in tasks],
             [t.params for t in tasks],
         )
-        head = (self.bundle_dir, self.entrypoint, self.outputs, self.config, self.log_path)
+        head = (
+            self.bundle_dir,
+            self.entrypoint,
+            self.outputs,
+            self.config,
+            self.log_path,
+            self.max_output_bytes,
+        )
         return _make_spec, (head, columns, isinstance(tasks, tuple))
 
 
 def _make_spec(
-    head: tuple[str, str, tuple[str, ...] | None, dict[str, Any] | None, str | None],
+    head: tuple[str, str, tuple[str, ...] | None, dict[str, Any] | None, str | None, int | None],
     columns: tuple[list[Any], ...],
     as_tuple: bool,
 ) -> ChunkSpec:
-    bundle_dir, entrypoint, outputs, config, log_path = head
+    bundle_dir, entrypoint, outputs, config, log_path, max_output_bytes = head
     tasks = list(map(_make_task, *columns))
     return ChunkSpec(
-        bundle_dir, entrypoint, outputs, config, tuple(tasks) if as_tuple else tasks, log_path
+        bundle_dir,
+        entrypoint,
+        outputs,
+        config,
+        tuple(tasks) if as_tuple else tasks,
+        log_path,
+        max_output_bytes,
     )
 
 

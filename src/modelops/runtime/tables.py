@@ -15,6 +15,14 @@ non-string or duplicate column names, and columns named like a key column (``tas
 dictionary-encoded columns are converted to plain ``string``/``binary`` and their value types, so
 tables from different models and libraries concatenate.
 
+One type per column (the rule every merge of tables follows, within a chunk and across commits):
+the first rows of an output fix each column's type; later rows join it when :func:`merge_types`
+allows (null joins anything, ints widen to wider ints, ints and floats become float64, lists
+merge by their items; nothing else, so bool, int and str never mix); a column missing from later
+rows is null there, a new column is added (null in the earlier rows). Rows that do not fit fail
+their task with :class:`OutputTypeError` naming the output, the column and both types. An int
+outside the 64-bit range fails its task the same way.
+
 pandas and polars are never imported here: a frame is recognised by its type's module, and the
 library is only touched through the object the model returned.
 """
@@ -35,8 +43,12 @@ from modelops_contracts.errors import ModelError
 
 __all__ = [
     "KEY_COLUMNS",
+    "OutputTypeError",
     "check_columns",
     "check_output_name",
+    "conform",
+    "merge_schemas",
+    "merge_types",
     "scalar_row",
     "to_table",
 ]
@@ -54,6 +66,100 @@ _SCALAR_TYPES = (
     datetime.timedelta,
     decimal.Decimal,
 )
+
+
+class OutputTypeError(ModelError):
+    """A task's output column has a type its output cannot take (see the module docstring)."""
+
+
+def type_conflict(output: str, column: str, fixed: pa.DataType, got: pa.DataType) -> str:
+    """The message of an :class:`OutputTypeError` for ``column`` of ``output``."""
+    return (
+        f"output {output!r}: column {column!r} is {got} here but {fixed} in earlier results "
+        "of the job (a column keeps one type; only null, int widths and int to float widen)"
+    )
+
+
+def merge_types(fixed: pa.DataType, new: pa.DataType) -> pa.DataType | None:
+    """The type a column of type ``fixed`` takes to also hold ``new`` values, or None if none."""
+    if fixed.equals(new):
+        return fixed
+    if pa.types.is_null(fixed):
+        return new
+    if pa.types.is_null(new):
+        return fixed
+    if pa.types.is_integer(fixed) and pa.types.is_integer(new):
+        return _merge_ints(fixed, new)
+    fixed_number = pa.types.is_integer(fixed) or pa.types.is_floating(fixed)
+    if fixed_number and (pa.types.is_integer(new) or pa.types.is_floating(new)):
+        if pa.types.is_floating(fixed) and pa.types.is_floating(new):
+            return fixed if fixed.bit_width >= new.bit_width else new
+        return pa.float64()
+    if pa.types.is_list(fixed) and pa.types.is_list(new):
+        item = merge_types(fixed.value_type, new.value_type)
+        return None if item is None else pa.list_(item)
+    return None
+
+
+def _merge_ints(fixed: pa.DataType, new: pa.DataType) -> pa.DataType | None:
+    signed_fixed, signed_new = pa.types.is_signed_integer(fixed), pa.types.is_signed_integer(new)
+    if signed_fixed == signed_new:
+        return fixed if fixed.bit_width >= new.bit_width else new
+    unsigned = new if signed_fixed else fixed
+    width = max(fixed.bit_width, new.bit_width, 2 * unsigned.bit_width)
+    if width > 64:
+        return None  # uint64 and a signed int have no common int type
+    return {8: pa.int8(), 16: pa.int16(), 32: pa.int32(), 64: pa.int64()}[width]
+
+
+def merge_schemas(fixed: pa.Schema, new: pa.Schema) -> tuple[pa.Schema, dict[str, pa.DataType]]:
+    """``fixed`` widened to hold ``new`` (new columns appended), and the columns that conflict.
+
+    The conflicts map each column of ``new`` that cannot join ``fixed`` to its type in ``fixed``;
+    such columns keep their ``fixed`` type in the returned schema.
+    """
+    fields = {field.name: field.type for field in fixed}
+    conflicts: dict[str, pa.DataType] = {}
+    for field in new:
+        known = fields.get(field.name)
+        if known is None:
+            fields[field.name] = field.type
+            continue
+        merged = merge_types(known, field.type)
+        if merged is None:
+            conflicts[field.name] = known
+        else:
+            fields[field.name] = merged
+    return pa.schema(list(fields.items())), conflicts
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns and types (missing columns null).
+
+    ``schema`` must come from :func:`merge_schemas` over ``table``'s schema without conflicts.
+
+    Raises:
+        OutputTypeError: naming the column whose values do not fit (an int beyond what a
+            float64 holds exactly); the message lacks the output name, callers add it.
+    """
+    if table.schema.equals(schema):
+        return table
+    names = set(table.column_names)
+    columns: list[pa.ChunkedArray | pa.Array] = []
+    for field in schema:
+        if field.name not in names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table.column(field.name)
+        if not column.type.equals(field.type):
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
+                raise OutputTypeError(
+                    f"column {field.name!r} ({column.type}) does not fit {field.type}: {err}"
+                ) from err
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def check_output_name(name: object) -> str:
@@ -187,7 +293,9 @@ def _from_mapping(output: str, value: Mapping[Any, Any]) -> pa.Table:
         raise ModelError(f"output {output!r} is an empty dict", hint="return at least one column")
     check_columns(output, list(value), ())
     if scalar_row(dict(value)) is not None:
-        return _arrow_call(output, lambda: pa.table({k: [v] for k, v in value.items()}))
+        return pa.table(
+            {k: _arrow_call(output, lambda v=v: pa.array([v]), k) for k, v in value.items()}
+        )
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     lengths: dict[str, int] = {}
     for name, column in value.items():
@@ -228,6 +336,9 @@ def _column(output: str, name: str, column: object) -> pa.Array | pa.ChunkedArra
 def _arrow_call(output: str, build: Any, column: str | None = None) -> Any:
     try:
         return build()
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
+    except OverflowError as err:
+        where = f"output {output!r}" + (f": column {column!r}" if column else "")
+        raise OutputTypeError(f"{where} holds an int outside the 64-bit range") from err
+    except (pa.ArrowException, TypeError, ValueError) as err:
         where = f"output {output!r}" + (f" column {column!r}" if column else "")
         raise ModelError(f"{where} cannot be converted to Arrow: {err}") from err

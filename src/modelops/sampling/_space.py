@@ -14,7 +14,6 @@ Samplers draw points in the unit cube; :meth:`ParameterSpace.scale` maps them on
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelops.model import Model, Parameter
+from modelops_contracts._loading import read_document
 from modelops_contracts.errors import ContractViolationError, ModelError
 
 if TYPE_CHECKING:
@@ -107,23 +107,13 @@ class ParameterSpace:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ParameterSpace:
-        """Read a YAML or JSON space file (``.json`` as JSON, anything else as YAML)."""
-        import yaml
+        """Read a YAML or JSON space file (``.json`` as JSON, anything else as YAML).
 
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ContractViolationError(
-                f"space file {str(path)!r}: {err.strerror}", field="space"
-            ) from None
-        try:
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ContractViolationError(
-                f"space file {str(path)!r} is not valid: {first}", field="space"
-            ) from None
+        Raises:
+            ContractViolationError: the file cannot be read, breaks a parsing limit or repeats
+                a key (see :mod:`modelops_contracts._loading`), or is not a valid space.
+        """
+        data = read_document(path, what="space file")
         return cls.from_dict(data)
 
     # -- derived spaces -------------------------------------------------------------------------

@@ -27,6 +27,16 @@ their own when the driver process dies, even mid-task: a watcher thread waits on
 driver (polling on systems without pidfds), and on Linux a child of the driver's main thread also
 gets ``PR_SET_PDEATHSIG``. The pool itself writes nothing to the terminal.
 
+The code a worker runs is not trusted with the driver's processes. Each worker leads its own
+session and process group, so a signal the model sends to its group never reaches the driver, and
+whenever a worker is killed, replaced or stopped its whole group is killed, so what the model
+started (``subprocess.Popen(["sleep", "1000"])``) dies with it; the same holds when a worker exits
+because the driver died. Under forkserver a worker's parent is the fork server, which the pool
+starts with SIGTERM blocked, so ``os.kill(os.getppid(), SIGTERM)`` from a model does nothing; a
+fork server that dies anyway (SIGKILL) is started again for the next worker, and the workers it
+took along are reported as :class:`WorkerDied`. Processes that leave the group on purpose
+(``setsid``) are out of reach.
+
 The pool is not thread-safe: call it from one thread. The forkserver is a per-process singleton,
 so ``preload`` only takes effect if no forkserver is running yet in this process.
 """
@@ -72,7 +82,7 @@ if TYPE_CHECKING:
 
     _Context: TypeAlias = ForkServerContext | SpawnContext | ForkContext
 
-__all__ = ["TaskFn", "WorkerPool"]
+__all__ = ["TaskFn", "WorkerPool", "run_once"]
 
 TaskFn: TypeAlias = Callable[[Any, Callable[[int], None]], Any]
 
@@ -149,8 +159,11 @@ def _worker_main(
     inherited: Connection | None,
 ) -> None:
     """Body of a worker process: initialize once, then run chunks until told to stop."""
+    with contextlib.suppress(OSError):
+        os.setsid()  # its own group: the model's group signals stay here, and die with it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked in the fork server
     if inherited is not None:
         inherited.close()  # under fork: our copy of the driver's end would hide its death
     _guard_driver(driver_pid, pdeathsig)
@@ -203,7 +216,15 @@ def _reply(conn: Connection, kind: str, ticket: int, value: Any) -> None:
     try:
         _write(conn, frames)
     except OSError:
-        os._exit(_ORPHAN_EXIT)  # the driver is gone; nobody is left to tell
+        _exit_orphaned()  # the driver is gone; nobody is left to tell
+
+
+def _exit_orphaned() -> None:
+    """Leave without the driver: kill this worker's own process group (the model's children)."""
+    if os.getpgrp() == os.getpid():
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(_ORPHAN_EXIT)
 
 
 def _guard_driver(driver_pid: int, pdeathsig: bool) -> None:
@@ -216,11 +237,11 @@ def _guard_driver(driver_pid: int, pdeathsig: bool) -> None:
     try:
         pidfd = os.pidfd_open(driver_pid)
     except ProcessLookupError:
-        os._exit(_ORPHAN_EXIT)
+        _exit_orphaned()
     except (AttributeError, OSError):
         pidfd = None
     if pdeathsig and os.getppid() != driver_pid:
-        os._exit(_ORPHAN_EXIT)  # the driver died before PR_SET_PDEATHSIG was in place
+        _exit_orphaned()  # the driver died before PR_SET_PDEATHSIG was in place
     threading.Thread(
         target=_watch_driver, args=(driver_pid, pidfd), name="driver-watch", daemon=True
     ).start()
@@ -229,13 +250,13 @@ def _guard_driver(driver_pid: int, pdeathsig: bool) -> None:
 def _watch_driver(driver_pid: int, pidfd: int | None) -> None:
     if pidfd is not None:
         select.select([pidfd], [], [])  # readable once the driver has exited
-        os._exit(_ORPHAN_EXIT)
+        _exit_orphaned()
     while True:
         time.sleep(_PARENT_POLL)
         try:
             os.kill(driver_pid, 0)
         except ProcessLookupError:
-            os._exit(_ORPHAN_EXIT)
+            _exit_orphaned()
         except PermissionError:
             pass  # exists, belongs to someone else: the pid may have been reused, keep going
 
@@ -258,6 +279,7 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.slot = slot
+        self.pid = proc.pid
         self.name = f"{host}:{proc.pid}"
         self.started = started
         self.ready_after: float | None = None
@@ -276,20 +298,49 @@ class _Worker:
 def _reap(workers: list[_Worker]) -> None:
     """Kill the workers' processes, wait for them and close their pipes (also the finalizer)."""
     for worker in workers:
-        with contextlib.suppress(OSError, ValueError):
-            worker.proc.kill()
+        _kill(worker)
     for worker in workers:
         _dispose(worker)
     workers.clear()
 
 
+def _kill(worker: _Worker) -> None:
+    """SIGKILL a worker and everything in its process group (what its model started)."""
+    _kill_group(worker.pid)
+    with contextlib.suppress(OSError, ValueError):
+        worker.proc.kill()
+
+
+def _kill_group(pid: int | None) -> None:
+    """SIGKILL the process group a worker leads; nothing if it has none (yet, or any more)."""
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def _dispose(worker: _Worker) -> None:
-    """Wait for a killed or exited worker and release its pipe and process handle."""
+    """Wait for a killed or exited worker, kill what is left of its group, release its handles."""
     with contextlib.suppress(ValueError):  # ValueError: the process handle is already closed
         worker.proc.join(_JOIN_AFTER_KILL)
         if worker.proc.exitcode is not None:
             worker.proc.close()
+    _kill_group(worker.pid)  # the model's children outlive a worker that exited by itself
     worker.conn.close()
+
+
+def _ensure_forkserver() -> None:
+    """Start the fork server (if it is not running) with SIGTERM blocked, so a model's
+    ``os.kill(os.getppid(), SIGTERM)`` cannot take it down; restarts one that died."""
+    from multiprocessing import forkserver, resource_tracker
+
+    # The tracker's first start unblocks SIGTERM in this thread: have it run before blocking.
+    resource_tracker.ensure_running()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 _MAIN_SPEC = ModuleSpec("__main__", None)
@@ -487,6 +538,8 @@ class WorkerPool:
         started = time.monotonic()
         try:
             with _main_not_reimported(self._method):
+                if self._method == "forkserver":
+                    _ensure_forkserver()
                 proc.start()
         except BaseException:
             ours.close()
@@ -497,8 +550,7 @@ class WorkerPool:
 
     def _replace(self, index: int) -> None:
         old = self._workers[index]
-        with contextlib.suppress(OSError):
-            old.proc.kill()
+        _kill(old)
         _dispose(old)
         self._workers[index] = self._start_worker(old.slot)
 
@@ -573,8 +625,7 @@ class WorkerPool:
     def _on_death(self, worker: _Worker, events: list[ChunkEvent]) -> None:
         worker.proc.join(_JOIN_AFTER_EOF)
         if worker.proc.is_alive():
-            with contextlib.suppress(OSError):
-                worker.proc.kill()  # closed its pipe but lingers: no use to us
+            _kill(worker)  # closed its pipe but lingers: no use to us
             worker.proc.join(_JOIN_AFTER_KILL)
         exitcode = worker.proc.exitcode
         position, _ = worker.running()
@@ -605,8 +656,7 @@ class WorkerPool:
                 self._drain(worker, events)  # it finished (or died) just in time
                 if worker.chunk is not chunk:
                     continue
-            with contextlib.suppress(OSError):
-                worker.proc.kill()
+            _kill(worker)
             worker.proc.join(_JOIN_AFTER_KILL)
             events.append(TaskTimedOut(chunk.ticket, position, worker.name, worker.proc.exitcode))
             worker.chunk = None
@@ -625,3 +675,32 @@ class WorkerPool:
             else:
                 waits.append(max(0.0, start + chunk.task_timeout - now) + 0.001)
         return min(waits) if waits else None
+
+
+def run_once(
+    fn: TaskFn,
+    payload: Any,
+    *,
+    timeout: float | None,
+    context: str = "forkserver",
+    preload: Sequence[str] = (),
+) -> ChunkEvent:
+    """Run ``fn(payload, on_position)`` in a fresh worker process and return how it ended.
+
+    For code that must not run in the caller's process (a model's import can exit, hang or
+    signal). The worker and its process group are killed afterwards, whatever happened.
+    ``timeout`` bounds the call from when the worker takes it up (:class:`TaskTimedOut`).
+
+    Raises:
+        WorkerStartError: the worker cannot start.
+        pickle.PicklingError, TypeError, AttributeError: ``fn`` or ``payload`` do not pickle.
+    """
+    pool = WorkerPool(1, context=context, preload=preload)
+    try:
+        ticket = pool.submit(fn, payload, task_timeout=timeout)
+        while True:
+            for event in pool.poll(None):
+                if event.ticket == ticket:
+                    return event
+    finally:
+        pool.shutdown(kill=True)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import threading
 import time
 import traceback
@@ -68,6 +69,57 @@ _CLOSE_TIMEOUT = 10.0
 # a second chunk waits behind each running one, so a worker thread never idles for the driver's
 # round trip through the scheduler; memory stays bounded at two per thread
 _CHUNKS_PER_THREAD = 2
+
+
+_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def _check_address(address: str) -> str:
+    """Check the form of a Dask scheduler address before any connection is tried.
+
+    Accepted: ``SCHEME://HOST:PORT`` with a scheme Dask speaks (tcp, tls, ws, wss, ucx),
+    ``HOST:PORT`` (tcp), and ``inproc://...``; HOST may be an IPv6 address in brackets.
+    Returns the address unchanged.
+
+    Raises:
+        ContractViolationError: any other form, or a port that is not in 1-65535.
+    """
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme == "inproc" and rest:
+        return address
+    host, colon, port = rest.rpartition(":")
+    valid = (
+        scheme in _SCHEMES
+        and bool(colon)
+        and bool(host.strip("[]"))
+        and not any(c in host for c in "/ ?#@")
+        and port.isdigit()
+        and 0 < int(port) < 65536
+    )
+    if not valid:
+        raise ContractViolationError(
+            f"the Dask scheduler address must look like tcp://HOST:PORT (or tls://, ws://, "
+            f"wss://, ucx://), got {address[:80]!r}",
+            field="scheduler",
+            value=address[:80],
+        )
+    return address
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Open and close a TCP connection to the scheduler: a refused port fails at once, where
+    Dask would retry it until its timeout (ucx and inproc addresses are not probed).
+
+    Raises:
+        OSError: nothing listens there, or the host cannot be resolved.
+    """
+    scheme, sep, rest = address.partition("://")
+    if sep and scheme not in ("tcp", "tls", "ws", "wss"):
+        return
+    host, _, port = (rest if sep else address).rpartition(":")
+    socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
 
 
 class DaskSimulationService(ChunkBackend):
@@ -120,7 +172,7 @@ class DaskSimulationService(ChunkBackend):
                 field="workers",
                 value=workers,
             )
-        self._address = scheduler
+        self._address = _check_address(scheduler) if scheduler is not None else None
         self._local_workers = workers or 2
         self.workers = self._local_workers if local else 1
         self._store_root = Path(store) if store is not None else None
@@ -146,6 +198,15 @@ class DaskSimulationService(ChunkBackend):
                 target=self._connect_in_background, name="modelops-dask-connect", daemon=True
             )
             self._connecting.start()
+
+    def connect(self) -> None:
+        """Connect now (or wait for :meth:`warm_up`'s connection), so that a scheduler that
+        cannot be reached fails before anything is registered.
+
+        Raises:
+            ClusterError: the scheduler cannot be reached, or the local cluster cannot start.
+        """
+        self._ensure_client()
 
     def _connect_in_background(self) -> None:
         try:
@@ -179,10 +240,11 @@ class DaskSimulationService(ChunkBackend):
             self._client = Client(self._cluster, set_as_default=False)  # type: ignore[no-untyped-call]
         else:
             try:
+                _probe(self._address, self._connect_timeout)
                 self._client = Client(  # type: ignore[no-untyped-call]
                     self._address, timeout=self._connect_timeout, set_as_default=False
                 )
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:
                 raise ClusterError(
                     f"cannot reach the Dask scheduler at {self._address}: {exc}",
                     hint="check the address, or start one with `dask scheduler`",

@@ -275,6 +275,10 @@ class ResultStore:
     def clean_orphans(self) -> list[Path]:
         """Delete unrecorded shards and leftover temporary files; returns what was deleted.
 
+        Also forgets recorded shards whose file was deleted (see :meth:`Ledger.forget_shards`):
+        their tasks are pending again, so the next run recomputes them instead of reporting
+        them cached. That costs one existence check per recorded shard, once per run.
+
         Takes the run lock for the call unless this store already holds it.
 
         Raises:
@@ -285,6 +289,9 @@ class ResultStore:
         jobs = self._root / "jobs"
         with self._writer():
             recorded = self._ledger.shard_paths()
+            lost = {path for path in recorded if not (self._root / path).is_file()}
+            self._ledger.forget_shards(lost)
+            recorded -= lost
             for path in _candidates(jobs):
                 name = path.name
                 orphan = name.startswith("part-") and name.endswith(".parquet")
@@ -324,6 +331,26 @@ class ResultStore:
             listed = ", ".join(available) if available else "none yet"
             raise StoreError(f"job {job_id} has no output {output!r} (available: {listed})")
         return scan_shards(paths, keys)
+
+    def output_schema(self, job_id: str, output: str) -> pa.Schema | None:
+        """Arrow schema of the job's newest recorded, readable shard of ``output``, if any.
+
+        A writer keeps one schema per output for the whole job (each commit's shard has the
+        schema so far, only ever widened), so the newest shard tells a resumed run the types
+        the earlier commits fixed. Only the Parquet footer is read; schema metadata is dropped.
+        """
+        import pyarrow.parquet as pq
+
+        from modelops.store.shards import shard_commit
+
+        prefix = f"jobs/{check_name('job id', job_id)}/outputs/{output}/"
+        paths = [self._root / p for p in self._ledger.shard_paths() if p.startswith(prefix)]
+        for path in sorted(paths, key=shard_commit, reverse=True):
+            try:
+                return pq.read_schema(path).remove_metadata()
+            except (OSError, ValueError):  # deleted or damaged: an older shard still tells
+                continue
+        return None
 
     def read_results(self, job_id: str, output: str) -> pl.DataFrame:
         """Eager version of :meth:`scan_results`."""

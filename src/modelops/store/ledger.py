@@ -537,6 +537,36 @@ class Ledger:
             ).fetchall()
         return {output: int(total) for output, total in rows}
 
+    def forget_shards(self, paths: Iterable[str]) -> int:
+        """Forget recorded shards whose file is gone, and the results that lived in them.
+
+        In one transaction: every ``results`` record of a commit that had one of ``paths``
+        is dropped, the tasks with those ids that were ``done`` or ``cached`` (in any job)
+        become ``pending`` again, and the shard records of ``paths`` are deleted. The rows
+        still in the commit's other shards become invisible (readers keep rows of the
+        recorded commit only), so every such task runs again and appears once. Returns the
+        number of results dropped.
+
+        Raises:
+            StoreError: a SQLite error; nothing is changed then.
+        """
+        wanted = json.dumps(sorted(set(paths)))
+        if wanted == "[]":
+            return 0
+        with self._write() as conn:
+            lost = "SELECT commit_id FROM shards WHERE path IN (SELECT value FROM json_each(?))"
+            conn.execute(
+                "UPDATE tasks SET status = 'pending' WHERE status IN ('done', 'cached') AND "
+                f"task_id IN (SELECT task_id FROM results WHERE commit_id IN ({lost}))",
+                (wanted,),
+            )
+            cur = conn.execute(f"DELETE FROM results WHERE commit_id IN ({lost})", (wanted,))
+            dropped = max(cur.rowcount, 0)
+            conn.execute(
+                "DELETE FROM shards WHERE path IN (SELECT value FROM json_each(?))", (wanted,)
+            )
+        return dropped
+
     def shard_paths(self) -> set[str]:
         """Relative paths of every recorded shard in the store."""
         with self._read() as conn:

@@ -76,6 +76,14 @@ def exits(params, seed):
     raise SystemExit(3)
 
 
+VALUES = {"int": 1, "str": "x", "bool": True, "float": 2.5, "big": 2**70, "none": None}
+
+
+def typed(params, seed):
+    row = {"v": VALUES[params["kind"]], "n": params["i"]}
+    return {"summary": {k: [v] for k, v in row.items()} if params["as_list"] else row}
+
+
 class Counter(Model):
     parameters = (Parameter("x", 0, 10), Parameter("n", 1, 5, kind="int", default=2))
     scenarios = (Scenario("double", params={"n": 4}),)
@@ -311,3 +319,69 @@ def test_spec_and_result_pickle(bundle: str) -> None:
     back = pickle.loads(pickle.dumps(result))
     assert back.outcomes == result.outcomes
     assert back.tables["series"].equals(result.tables["series"])
+
+
+# -- one type per column ------------------------------------------------------------------------
+
+
+def _typed(bundle: str, kinds: list[str], as_list: bool) -> ChunkResult:
+    sets = [{"kind": kind, "as_list": as_list, "i": i} for i, kind in enumerate(kinds)]
+    return run(bundle, "typed/baseline", sets)
+
+
+@pytest.mark.parametrize("as_list", [False, True], ids=["row", "columns"])
+@pytest.mark.parametrize(
+    ("first", "late", "fixed", "got"),
+    [
+        ("int", "str", "int64", "string"),
+        ("int", "bool", "int64", "bool"),
+        ("bool", "int", "bool", "int64"),
+        ("float", "bool", "double", "bool"),
+        ("str", "float", "string", "double"),
+    ],
+)
+def test_a_task_of_another_type_fails_alone(
+    bundle: str, as_list: bool, first: str, late: str, fixed: str, got: str
+) -> None:
+    result = _typed(bundle, [first, late, first], as_list)
+    assert [o.ok for o in result.outcomes] == [True, False, True]
+    failed = result.outcomes[1]
+    assert failed.error_type == "OutputTypeError"
+    assert f"output 'summary': column 'v' is {got} here but {fixed}" in (failed.message or "")
+    table = result.tables["summary"]
+    assert table.column("n").to_pylist() == [0, 2]
+    assert str(table.schema.field("v").type) == fixed
+
+
+@pytest.mark.parametrize("as_list", [False, True], ids=["row", "columns"])
+def test_ints_widen_to_floats_and_nulls_join_any_type(bundle: str, as_list: bool) -> None:
+    result = _typed(bundle, ["int", "float", "none", "int"], as_list)
+    assert all(o.ok for o in result.outcomes)
+    column = result.tables["summary"].column("v")
+    assert column.type == pa.float64() and column.to_pylist() == [1.0, 2.5, None, 1.0]
+    later = _typed(bundle, ["none", "str"], as_list).tables["summary"].column("v")
+    assert later.type == pa.string() and later.to_pylist() == [None, "x"]
+
+
+@pytest.mark.parametrize("as_list", [False, True], ids=["row", "columns"])
+def test_an_int_beyond_64_bits_fails_its_task(bundle: str, as_list: bool) -> None:
+    result = _typed(bundle, ["int", "big", "int"], as_list)
+    assert [o.ok for o in result.outcomes] == [True, False, True]
+    failed = result.outcomes[1]
+    assert failed.error_type == "OutputTypeError"
+    assert "output 'summary': column 'v' holds an int outside the 64-bit range" in (
+        failed.message or ""
+    )
+    assert result.tables["summary"].column("v").to_pylist() == [1, 1]
+
+
+def test_a_parameter_of_another_kind_in_a_chunk_fails_that_task(bundle: str) -> None:
+    # a study refuses this up front; a job built task by task reaches the runtime with it
+    result = run(bundle, "partial/baseline", [{"x": 0}, {"x": "a"}, {"x": 2.5}, {"x": True}])
+    assert [o.ok for o in result.outcomes] == [True, False, True, False]
+    assert {o.error_type for o in result.outcomes[1::2]} == {"OutputTypeError"}
+    assert "parameter 'x' is str in this task but int" in (result.outcomes[1].message or "")
+    assert "parameter 'x' is bool in this task but int" in (result.outcomes[3].message or "")
+    for output in ("a", "b"):
+        column = result.tables[output].column("x")
+        assert column.type == pa.float64() and column.to_pylist() == [0.0, 2.5]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -260,3 +263,84 @@ def test_resolve_plain_function(tmp_path: Path) -> None:
     assert (info.kind, info.parameters, info.outputs) == ("function", None, None)
     with pytest.raises(ModelError, match="does not accept a config"):
         resolve_entrypoint(bundle, "funcs.plain/baseline", config={"days": 3})
+
+
+# -- isolation in worker processes ---------------------------------------------------------------
+
+ISOLATION_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    live, extra = sys.argv[1], sys.argv[2]
+    sys.path.insert(0, live)
+    sys.path.append(extra)
+    import live_helper  # imported before isolation, from the live directory
+    from modelops.runtime.loader import isolate_import_path, load_entrypoint
+    isolate_import_path()
+    found = {}
+    for name in ("live_helper", "cwd_helper", "env_helper", "extra_helper"):
+        sys.modules.pop(name, None)
+        try:
+            __import__(name)
+            found[name] = True
+        except ModuleNotFoundError:
+            found[name] = False
+    import numpy, modelops.runtime.chunk  # the environment is still there
+    runner = load_entrypoint(sys.argv[3], "model.fn/baseline")
+    print(json.dumps({"found": found, "run": runner.run({}, 0), "path": sys.path}))
+    """
+)
+
+
+def test_isolated_process_imports_model_code_from_the_snapshot_only(tmp_path: Path) -> None:
+    dirs = {name: tmp_path / name for name in ("live", "cwd", "env", "extra")}
+    for name, directory in dirs.items():
+        write_bundle(directory, {f"{name}_helper.py": "VALUE = 'live'\n"})
+    snapshot = write_bundle(
+        tmp_path / "snapshot",
+        {"model.py": "def fn(params, seed):\n    import live_helper\n    return {}\n"},
+    )
+    script = tmp_path / "isolate.py"
+    script.write_text(ISOLATION_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": f"{dirs['env']}{os.pathsep}"}  # '' too: the cwd
+    proc = subprocess.run(
+        [sys.executable, str(script), str(dirs["live"]), str(dirs["extra"]), str(snapshot)],
+        capture_output=True,
+        text=True,
+        cwd=dirs["cwd"],
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    # the model's lazy import of a module its snapshot lacks fails, never finds the live one
+    assert proc.returncode != 0
+    assert "ModuleNotFoundError: No module named 'live_helper'" in proc.stderr, proc.stderr
+
+
+def test_isolation_drops_every_place_outside_the_environment(tmp_path: Path) -> None:
+    dirs = {name: tmp_path / name for name in ("live", "cwd", "env", "extra")}
+    for name, directory in dirs.items():
+        write_bundle(directory, {f"{name}_helper.py": "VALUE = 'live'\n"})
+    snapshot = write_bundle(tmp_path / "snapshot", {"model.py": "def fn(p, s):\n    return {}\n"})
+    script = tmp_path / "isolate.py"
+    script.write_text(ISOLATION_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": f"{dirs['env']}{os.pathsep}"}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(dirs["live"]), str(dirs["extra"]), str(snapshot)],
+        capture_output=True,
+        text=True,
+        cwd=dirs["cwd"],
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["found"] == {
+        "live_helper": False,
+        "cwd_helper": False,
+        "env_helper": False,
+        "extra_helper": False,
+    }
+    assert report["path"][0] == str(snapshot.resolve())
+    assert "" not in report["path"]
+    assert not any(entry.startswith(str(tmp_path)) for entry in report["path"][1:])

@@ -10,7 +10,15 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from modelops.runtime.tables import check_output_name, scalar_row, to_table
+from modelops.runtime.tables import (
+    OutputTypeError,
+    check_output_name,
+    conform,
+    merge_schemas,
+    merge_types,
+    scalar_row,
+    to_table,
+)
 from modelops_contracts.errors import ModelError
 
 EXPECTED = pa.table({"day": pa.array([0, 1, 2], pa.int64()), "cases": [1.5, 2.5, 3.5]})
@@ -113,3 +121,57 @@ def test_output_names_must_be_safe(name: Any) -> None:
 def test_valid_output_names() -> None:
     for name in ("summary", "incidence_v2", "a.b-c", "_x"):
         assert check_output_name(name) == name
+
+
+# -- one type per column -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixed", "new", "merged"),
+    [
+        (pa.int64(), pa.int64(), pa.int64()),
+        (pa.null(), pa.string(), pa.string()),
+        (pa.bool_(), pa.null(), pa.bool_()),
+        (pa.int32(), pa.int64(), pa.int64()),
+        (pa.uint8(), pa.int8(), pa.int16()),
+        (pa.uint32(), pa.int64(), pa.int64()),
+        (pa.int64(), pa.float64(), pa.float64()),
+        (pa.float32(), pa.int64(), pa.float64()),
+        (pa.float32(), pa.float64(), pa.float64()),
+        (pa.list_(pa.null()), pa.list_(pa.int64()), pa.list_(pa.int64())),
+        (pa.int64(), pa.string(), None),
+        (pa.int64(), pa.bool_(), None),
+        (pa.bool_(), pa.float64(), None),
+        (pa.string(), pa.binary(), None),
+        (pa.uint64(), pa.int64(), None),
+        (pa.list_(pa.int64()), pa.list_(pa.string()), None),
+    ],
+)
+def test_merge_types(fixed: pa.DataType, new: pa.DataType, merged: pa.DataType | None) -> None:
+    assert merge_types(fixed, new) == merged
+    assert merge_types(new, fixed) == merged  # symmetric: order never changes it
+
+
+def test_merge_schemas_widens_appends_and_reports_conflicts() -> None:
+    fixed = pa.schema([("a", pa.int64()), ("b", pa.string()), ("c", pa.null())])
+    new = pa.schema(
+        [("d", pa.bool_()), ("c", pa.float64()), ("b", pa.int64()), ("a", pa.float64())]
+    )
+    merged, conflicts = merge_schemas(fixed, new)
+    assert merged == pa.schema(
+        [("a", pa.float64()), ("b", pa.string()), ("c", pa.float64()), ("d", pa.bool_())]
+    )
+    assert conflicts == {"b": pa.string()}
+
+
+def test_conform_fills_missing_columns_and_casts() -> None:
+    schema = pa.schema([("a", pa.float64()), ("b", pa.string())])
+    table = conform(pa.table({"a": [1, 2]}), schema)
+    assert table.schema == schema and table.to_pydict() == {"a": [1.0, 2.0], "b": [None, None]}
+    with pytest.raises(OutputTypeError, match="column 'a'"):
+        conform(pa.table({"a": [2**53 + 1]}), schema)  # not exactly a float64
+
+
+def test_output_ints_beyond_64_bits_name_the_column() -> None:
+    with pytest.raises(OutputTypeError, match="output 'o': column 'n' holds an int outside"):
+        to_table("o", {"n": [1, 2**64]})

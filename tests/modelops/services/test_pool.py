@@ -26,7 +26,7 @@ from modelops.services._events import (
     TaskTimedOut,
     WorkerDied,
 )
-from modelops.services._pool import TaskFn, WorkerPool
+from modelops.services._pool import TaskFn, WorkerPool, run_once
 from modelops_contracts import ModelOpsError, WorkerStartError
 from tests.modelops.services import _pool_fns as fns
 
@@ -373,3 +373,87 @@ def test_workers_exit_when_the_driver_is_sigkilled(tmp_path: Path, context: str)
             driver.kill()
             driver.wait()
     assert wait_gone(pids, 5.0) == []
+
+
+# -- the model's processes are the model's ------------------------------------------------------
+
+
+def session_of(payload: object, on_position: Any) -> tuple[int, int, int]:
+    """Pool function: (pid, session id, process group id) of the worker."""
+    return os.getpid(), os.getsid(0), os.getpgrp()
+
+
+def sigterm_parent(payload: object, on_position: Any) -> int:
+    """Pool function: what a hostile model does to whoever started it."""
+    os.kill(os.getppid(), signal.SIGTERM)
+    return os.getppid()
+
+
+def sigterm_own_group(payload: object, on_position: Any) -> int:
+    """Pool function: SIGTERM to the worker's own process group (itself included)."""
+    os.killpg(0, signal.SIGTERM)
+    return 0
+
+
+def start_sleeper(tag: str, on_position: Any) -> int:
+    """Pool function: start a child that outlives the function; return its pid."""
+    return subprocess.Popen(["sleep", tag]).pid
+
+
+@pytest.mark.parametrize("context", ["forkserver", "spawn", "fork"])
+def test_each_worker_leads_its_own_session_and_group(context: str) -> None:
+    with WorkerPool(1, context=context) as pool:
+        pid, sid, pgid = done(run_one(pool, session_of, None))
+    assert sid == pid == pgid
+    assert os.getsid(0) != pid and os.getpgrp() != pid
+
+
+def test_a_model_that_sigterms_its_parent_harms_neither_driver_nor_pool() -> None:
+    with WorkerPool(2) as pool:
+        parent = done(run_one(pool, sigterm_parent, None))
+        assert parent != os.getpid()  # under forkserver the parent is the fork server
+        # the fork server survived: workers still start, and the pool still runs chunks
+        assert isinstance(done(run_one(pool, fns.getpid, None)), int)
+        assert done(run_one(pool, sigterm_parent, None)) == parent
+        pool.submit(fns.exit_with, 3)
+        (died,) = collect(pool, 1)
+        assert isinstance(died, WorkerDied)
+        assert isinstance(done(run_one(pool, fns.getpid, None)), int)
+
+
+def test_a_signal_to_the_workers_group_stays_in_that_group() -> None:
+    with WorkerPool(1) as pool:
+        _, _, group = done(run_one(pool, session_of, None))
+        assert group != os.getpgrp()  # else the signal below would stop this test run
+        event = run_one(pool, sigterm_own_group, None)
+        assert isinstance(event, WorkerDied) and event.exitcode == -signal.SIGTERM
+        assert isinstance(done(run_one(pool, fns.getpid, None)), int)
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_children_a_chunk_started_die_with_the_pool(kill: bool) -> None:
+    pool = WorkerPool(2)
+    try:
+        tag = f"1000.{os.getpid()}{int(kill)}"
+        children = [done(run_one(pool, start_sleeper, tag)) for _ in range(2)]
+        assert all(not is_gone(pid) for pid in children)
+    finally:
+        pool.shutdown(kill=kill)
+    assert wait_gone(children, 5.0) == []
+
+
+def test_children_of_a_timed_out_worker_die_with_it() -> None:
+    with WorkerPool(1) as pool:
+        child = done(run_one(pool, start_sleeper, f"1000.{os.getpid()}7"))
+        event = run_one(pool, fns.sleep_items, [60.0], task_timeout=0.2)
+        assert isinstance(event, TaskTimedOut)
+        assert wait_gone([child], 5.0) == []
+
+
+def test_run_once_runs_in_a_fresh_process_and_cleans_up() -> None:
+    event = run_once(start_sleeper, f"1000.{os.getpid()}9", timeout=30.0)
+    assert wait_gone([done(event)], 5.0) == []
+    died = run_once(fns.exit_with, 7, timeout=30.0)
+    assert isinstance(died, WorkerDied) and died.exitcode == 7
+    timed_out = run_once(fns.sleep_items, [60.0], timeout=0.2)
+    assert isinstance(timed_out, TaskTimedOut)

@@ -429,3 +429,22 @@ def test_reader_process_while_writer_commits(tmp_path: Path, store: ResultStore)
     reads, last = map(int, out.split())
     assert reads >= 1
     assert last == 2 * len(tasks)
+
+
+def test_output_schema_is_the_newest_recorded_shards(store: ResultStore) -> None:
+    tasks = make_tasks(6)
+    add_job(store, "j", tasks)
+    add_job(store, "other", make_tasks(2, start=10))
+    assert store.output_schema("j", "ts") is None
+    store.commit("j", {"ts": ts_table(tasks[:2])}, done(tasks[:2]), [])
+    wider = ts_table(tasks[2:4]).append_column("extra", pa.array([None] * 4, pa.string()))
+    second = store.commit("j", {"ts": wider}, done(tasks[2:4]), [])
+    store.commit("other", {"ts": ts_table(make_tasks(2, start=10))}, done(make_tasks(2, 10)), [])
+    schema = store.output_schema("j", "ts")
+    assert schema is not None and schema.equals(wider.schema) and schema.metadata is None
+    assert store.output_schema("j", "summary") is None
+    # a deleted newest shard: the one before still tells the types
+    assert second is not None
+    (store.job_dir("j") / "outputs" / "ts" / f"part-{second:06d}.parquet").unlink()
+    older = store.output_schema("j", "ts")
+    assert older is not None and older.equals(ts_table(tasks[:2]).schema)
