@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
+from modelops_contracts._loading import read_document
 from modelops_contracts.errors import ContractViolationError
 from modelops_contracts.job import SimJob
 from modelops_contracts.study import SimulationStudy
 
-__all__ = ["migrate_document"]
+__all__ = ["migrate_document", "migrate_file"]
 
 
 def migrate_document(data: Any) -> tuple[Literal["job", "study"], dict[str, Any], bool]:
@@ -41,3 +43,14 @@ def migrate_document(data: Any) -> tuple[Literal["job", "study"], dict[str, Any]
 
 def _any_deprecation(seen: list[warnings.WarningMessage]) -> bool:
     return any(issubclass(w.category, DeprecationWarning) for w in seen)
+
+
+def migrate_file(path: str | Path) -> tuple[Literal["job", "study"], dict[str, Any], bool]:
+    """Read a job or study file (within the parsing limits) and rewrite it as
+    :func:`migrate_document` does.
+
+    Raises:
+        ContractViolationError: the file cannot be read or parsed (duplicate keys included), or
+            its document is neither a valid job nor a valid study.
+    """
+    return migrate_document(read_document(path, what="job or study file"))

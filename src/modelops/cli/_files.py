@@ -10,8 +10,7 @@ import typer
 
 from modelops._output import write_output
 from modelops.cli._app import command, fail
-from modelops_contracts.errors import ContractViolationError
-from modelops_contracts.migration import migrate_document
+from modelops_contracts.migration import migrate_file
 from modelops_contracts.schema import write_schemas
 
 
@@ -40,13 +39,7 @@ def migrate_command(
     ] = None,
 ) -> None:
     """Rewrite an old job (with batches) or study file in the current format."""
-    try:
-        data = json.loads(old.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ContractViolationError(f"cannot read {str(old)!r}: {err.strerror}") from None
-    except ValueError as err:
-        raise ContractViolationError(f"{str(old)!r} is not JSON: {err}") from None
-    kind, doc, was_legacy = migrate_document(data)
+    kind, doc, was_legacy = migrate_file(old)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         typer.echo(text, nl=False)

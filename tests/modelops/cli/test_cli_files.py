@@ -106,4 +106,4 @@ def test_migrate_refuses_what_is_neither_job_nor_study(tmp_path: Path) -> None:
     one_error_line(run_mops("migrate", LEGACY / "job_bad_param_id.json"), "param_id")
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
-    one_error_line(run_mops("migrate", garbage), "not JSON")
+    one_error_line(run_mops("migrate", garbage), "not valid JSON")
