@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -55,22 +55,8 @@ def run_command(
     Exit 0 when every task succeeded, 1 when any failed or timed out, 2 on bad input, 130 when
     stopped early by Ctrl-C or `mops cancel` (run the same command again to resume).
     """
-    if not as_json:
-        _run(
-            study,
-            bundle,
-            store,
-            workers,
-            retries,
-            task_timeout,
-            fail_fast,
-            no_cache,
-            job_id,
-            scheduler,
-            None,
-        )
-        return
-    with _stdout_for_json() as out:
+    json_stdout = _stdout_for_json() if as_json else nullcontext(None)
+    with json_stdout as out:
         _run(
             study,
             bundle,
