@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import signal
 import struct
 import termios
@@ -54,7 +55,6 @@ class _FdLog:
         self.log_path = ""
         self.budget = TASK_FD_LOG_BYTES
         self.cut = 0
-        self.busy = False
         self.changed = threading.Condition()
         self.open_log(log_path)
         threading.Thread(target=self._pump, name="modelops-fd-log", daemon=True).start()
@@ -69,18 +69,19 @@ class _FdLog:
             os.close(old)
 
     def _pump(self) -> None:
+        # Reading and accounting happen under one lock hold: whoever holds the lock and sees
+        # an empty pipe knows that every byte written so far has been charged to a task.
         while True:
-            data = os.read(self.read_fd, 65536)
-            if not data:
-                return
+            select.select([self.read_fd], [], [])
             with self.changed:
-                self.busy = True
+                data = os.read(self.read_fd, 65536)
+                if not data:
+                    return
                 keep = data[: max(self.budget, 0)]
                 self.budget -= len(keep)
                 self.cut += len(data) - len(keep)
                 if keep:
                     _write_all(self.log_fd, keep)
-                self.busy = False
                 self.changed.notify_all()
 
     def next_task(self) -> None:
@@ -95,7 +96,7 @@ class _FdLog:
         """Wait (briefly) until the pipe is empty, so a task's output is counted as its own."""
         deadline = time.monotonic() + _DRAIN_SECONDS
         with self.changed:
-            while self.busy or _pending(self.read_fd):
+            while _pending(self.read_fd):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
