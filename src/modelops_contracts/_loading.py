@@ -238,23 +238,25 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _check_tree(data: Any) -> None:
-    """Depth and value count of parsed JSON, walked without recursion."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    count = 0
+    """Depth and value count of parsed JSON, walked without recursion.
+
+    Only containers go on the stack; scalars are counted where they stand, which keeps the walk
+    cheap for the common document of many small parameter sets.
+    """
+    count = 1
+    stack: list[tuple[Any, int]] = []
+    if isinstance(data, dict | list):
+        stack.append((data.values() if isinstance(data, dict) else data, 1))
     while stack:
-        value, depth = stack.pop()
-        count += 1
+        children, depth = stack.pop()
+        if depth >= MAX_DEPTH and len(children):
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", None)
+        for child in children:
+            count += 1
+            if isinstance(child, dict | list):
+                stack.append((child.values() if isinstance(child, dict) else child, depth + 1))
         if count > MAX_NODES:
             raise _Refused(f"more than {MAX_NODES:,} values", None)
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        if depth >= MAX_DEPTH and children:
-            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", None)
-        stack.extend((child, depth + 1) for child in children)
 
 
 def parse_json(text: str | bytes, *, what: str) -> Any:

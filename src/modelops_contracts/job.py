@@ -80,7 +80,7 @@ class GroupedTasks(Sequence[SimTask]):
     be distinct and the groups' param_ids unique, which makes every task_id unique.
     """
 
-    __slots__ = ("_offsets", "bundle_ref", "config", "entrypoint", "groups", "outputs")
+    __slots__ = ("_digest", "_offsets", "bundle_ref", "config", "entrypoint", "groups", "outputs")
 
     def __init__(
         self,
@@ -95,6 +95,7 @@ class GroupedTasks(Sequence[SimTask]):
         self.outputs = outputs
         self.config = config
         self.groups = groups
+        self._digest: str | None = None  # content digest, computed once (the tasks never change)
         offsets = [0]
         total = 0
         for _, seeds in groups:
@@ -508,6 +509,14 @@ def _as_grouped(tasks: Sequence[SimTask]) -> GroupedTasks | None:
 
 def _content_digest(tasks: Sequence[SimTask]) -> str:
     """See :meth:`SimJob.content_digest` (one copy of the job content hash)."""
+    if isinstance(tasks, GroupedTasks):
+        if tasks._digest is None:
+            tasks._digest = _hash_content(tasks)
+        return tasks._digest
+    return _hash_content(tasks)
+
+
+def _hash_content(tasks: Sequence[SimTask]) -> str:
     grouped = _as_grouped(tasks)
     h = blake2b(digest_size=8)
     if grouped is None:

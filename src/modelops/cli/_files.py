@@ -10,7 +10,6 @@ import typer
 
 from modelops._output import write_output
 from modelops.cli._app import command, fail
-from modelops_contracts.migration import migrate_file
 from modelops_contracts.schema import write_schemas
 
 
@@ -39,6 +38,8 @@ def migrate_command(
     ] = None,
 ) -> None:
     """Rewrite an old job (with batches) or study file in the current format."""
+    from modelops_contracts.migration import migrate_file
+
     kind, doc, was_legacy = migrate_file(old)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output is None:
