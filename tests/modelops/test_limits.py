@@ -193,3 +193,17 @@ def test_run_options_refuse_non_positive_limits() -> None:
     with pytest.raises(ValueError, match="max_task_output_bytes must be positive"):
         RunOptions(max_task_output_bytes=-1)
     assert RunOptions(max_task_output_bytes=None).max_task_output_bytes is None
+
+
+def test_the_output_cap_is_set_from_the_command_line(bundle: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study.json"
+    sets = [{"mb": 0.1, "i": 0}]  # 13,107 rows: about 2 MB with its key columns
+    study.write_text(json.dumps({"model": "heavy.big", "parameter_sets": sets}))
+    common = ["run", study, "--bundle", bundle, "--workers", 1, "--json"]
+
+    tight = run_limited(*common, "--store", tmp_path / "tight", "--max-task-output", 1)
+    assert tight.returncode == 1, tight.stderr[-2000:]
+    assert json.loads(tight.stdout)["failed"] == 1
+    roomy = run_limited(*common, "--store", tmp_path / "roomy", "--max-task-output", 8)
+    assert roomy.returncode == 0, roomy.stderr[-2000:]
+    assert json.loads(roomy.stdout)["succeeded"] == 1

@@ -35,6 +35,15 @@ def run_command(
     task_timeout: Annotated[
         float | None, typer.Option("--task-timeout", min=0.001, help="Seconds per task.")
     ] = None,
+    max_output: Annotated[
+        float,
+        typer.Option(
+            "--max-task-output",
+            min=0.001,
+            help="MB of rows one task may return (key columns included); a larger output fails "
+            "that task.",
+        ),
+    ] = 64.0,
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop at the first failure.")
     ] = False,
@@ -64,6 +73,7 @@ def run_command(
             workers,
             retries,
             task_timeout,
+            max_output,
             fail_fast,
             no_cache,
             job_id,
@@ -98,6 +108,7 @@ def _run(
     workers: int | None,
     retries: int,
     task_timeout: float | None,
+    max_output: float,
     fail_fast: bool,
     no_cache: bool,
     job_id: str | None,
@@ -119,7 +130,11 @@ def _run(
 
     store_root = store or default_store()
     options = RunOptions(
-        retries=retries, task_timeout=task_timeout, fail_fast=fail_fast, use_cache=not no_cache
+        retries=retries,
+        task_timeout=task_timeout,
+        fail_fast=fail_fast,
+        use_cache=not no_cache,
+        max_task_output_bytes=int(max_output * 2**20),
     )
     try:
         backend = backend_for(scheduler=scheduler or None, workers=workers)

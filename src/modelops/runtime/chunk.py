@@ -497,7 +497,7 @@ def _check_output_size(task: ChunkTask, staged: list[_Staged], limit: int) -> No
         raise ModelError(
             f"output {total / mb:.0f} MB exceeds the {limit / mb:.0f} MB limit per task "
             "(Arrow size of its rows, key columns included)",
-            hint="return fewer or smaller rows, or raise RunOptions.max_task_output_bytes",
+            hint="return fewer or smaller rows, or raise the per-task output limit",
         )
 
 
