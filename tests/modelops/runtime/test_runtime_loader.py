@@ -291,18 +291,17 @@ ISOLATION_SCRIPT = textwrap.dedent(
 )
 
 
-def test_isolated_process_imports_model_code_from_the_snapshot_only(tmp_path: Path) -> None:
+def _run_isolated(tmp_path: Path, model: str) -> subprocess.CompletedProcess[str]:
+    """Run the isolation script on a snapshot holding ``model.py``, from a cwd, a PYTHONPATH
+    entry and two more directories that each hold a ``<name>_helper.py`` of live code."""
     dirs = {name: tmp_path / name for name in ("live", "cwd", "env", "extra")}
     for name, directory in dirs.items():
         write_bundle(directory, {f"{name}_helper.py": "VALUE = 'live'\n"})
-    snapshot = write_bundle(
-        tmp_path / "snapshot",
-        {"model.py": "def fn(params, seed):\n    import live_helper\n    return {}\n"},
-    )
+    snapshot = write_bundle(tmp_path / "snapshot", {"model.py": model})
     script = tmp_path / "isolate.py"
     script.write_text(ISOLATION_SCRIPT)
     env = {**os.environ, "PYTHONPATH": f"{dirs['env']}{os.pathsep}"}  # '' too: the cwd
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(script), str(dirs["live"]), str(dirs["extra"]), str(snapshot)],
         capture_output=True,
         text=True,
@@ -311,28 +310,17 @@ def test_isolated_process_imports_model_code_from_the_snapshot_only(tmp_path: Pa
         timeout=60,
         check=False,
     )
+
+
+def test_isolated_process_imports_model_code_from_the_snapshot_only(tmp_path: Path) -> None:
+    proc = _run_isolated(tmp_path, "def fn(params, seed):\n    import live_helper\n    return {}\n")
     # the model's lazy import of a module its snapshot lacks fails, never finds the live one
     assert proc.returncode != 0
     assert "ModuleNotFoundError: No module named 'live_helper'" in proc.stderr, proc.stderr
 
 
 def test_isolation_drops_every_place_outside_the_environment(tmp_path: Path) -> None:
-    dirs = {name: tmp_path / name for name in ("live", "cwd", "env", "extra")}
-    for name, directory in dirs.items():
-        write_bundle(directory, {f"{name}_helper.py": "VALUE = 'live'\n"})
-    snapshot = write_bundle(tmp_path / "snapshot", {"model.py": "def fn(p, s):\n    return {}\n"})
-    script = tmp_path / "isolate.py"
-    script.write_text(ISOLATION_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": f"{dirs['env']}{os.pathsep}"}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(dirs["live"]), str(dirs["extra"]), str(snapshot)],
-        capture_output=True,
-        text=True,
-        cwd=dirs["cwd"],
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = _run_isolated(tmp_path, "def fn(p, s):\n    return {}\n")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["found"] == {
@@ -341,6 +329,6 @@ def test_isolation_drops_every_place_outside_the_environment(tmp_path: Path) -> 
         "env_helper": False,
         "extra_helper": False,
     }
-    assert report["path"][0] == str(snapshot.resolve())
+    assert report["path"][0] == str((tmp_path / "snapshot").resolve())
     assert "" not in report["path"]
     assert not any(entry.startswith(str(tmp_path)) for entry in report["path"][1:])
