@@ -159,6 +159,17 @@ class SimulationStudy(Contract):
         _check_kinds(sets)
         return sets
 
+    @model_validator(mode="after")
+    def _check_size(self) -> SimulationStudy:
+        # before anything is built from it: the study is frozen, so this holds for its life
+        n = self.n_replicates
+        explicit_sets = sum(1 for entry in self.parameter_sets if _is_explicit(entry))
+        check_task_count(
+            explicit_sets + (len(self.parameter_sets) - explicit_sets) * n,
+            f" ({len(self.parameter_sets):,} parameter sets x {n:,} replicates)",
+        )
+        return self
+
     @field_validator("targets", mode="before")
     @classmethod
     def _yaml_on_key(cls, value: Any) -> Any:
@@ -225,11 +236,6 @@ class SimulationStudy(Contract):
         groups: dict[str, tuple[UniqueParameterSet, list[int]]] = {}
         merged = 0
         n = self.n_replicates
-        explicit_sets = sum(1 for entry in self.parameter_sets if _is_explicit(entry))
-        check_task_count(
-            explicit_sets + (len(self.parameter_sets) - explicit_sets) * n,
-            f" ({len(self.parameter_sets):,} parameter sets x {n:,} replicates)",
-        )
         for entry in self.parameter_sets:
             explicit = _is_explicit(entry)
             params = entry["params"] if explicit else entry

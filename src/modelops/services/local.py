@@ -58,8 +58,6 @@ class LocalSimulationService(ChunkBackend):
         self._context = context
         self._pool: WorkerPool | None = None
         self._starting: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._abandoned = False
 
     def warm_up(self) -> None:
         """Start the workers in the background while the driver prepares the job."""
@@ -74,11 +72,7 @@ class LocalSimulationService(ChunkBackend):
             context=self._context,
             preload=PRELOAD,
         )
-        with self._lock:
-            if self._abandoned:  # closed while booting (e.g. every task was cached)
-                pool.shutdown(kill=True)
-                return
-            self._pool = pool
+        self._pool = pool  # read by other threads only after joining this one
 
     def start(
         self, *, bundle_ref: str, bundle_zip: Path, cache_dir: Path, log_path: Path | None
@@ -92,7 +86,6 @@ class LocalSimulationService(ChunkBackend):
         if self._starting is not None:
             self._starting.join()
             self._starting = None
-        self._abandoned = False
         if self._pool is None:
             self._start_pool()
 
@@ -117,13 +110,9 @@ class LocalSimulationService(ChunkBackend):
     def close(self, *, kill: bool = False) -> None:
         self._drop_port()
         if self._starting is not None:
-            with self._lock:
-                booting = self._pool is None
-                self._abandoned = booting
-            if booting:
-                # never used: let the boot finish and shut itself down instead of waiting
-                self._starting = None
-                return
+            # Wait for a boot in progress, even when the pool was never used: a driver that
+            # exits while the fork server is still handing a new worker its start-up data
+            # leaves that worker printing a traceback on the user's terminal.
             self._starting.join()
             self._starting = None
         if self._pool is not None:

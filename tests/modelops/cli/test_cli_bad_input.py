@@ -95,3 +95,15 @@ def test_store_path_that_is_a_file_is_refused_and_left_alone(workspace: Workspac
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "not a directory" in result.stderr
     assert store.read_text() == "not a store\n"
+
+
+def test_an_error_while_workers_boot_leaves_nothing_on_the_terminal(workspace: Workspace) -> None:
+    """Workers boot while the study compiles; a compile error must not leave a half-started
+    worker printing a traceback as the CLI exits (the run waits for the boot, then stops it)."""
+    study = _study(workspace, "toy.Toy", outputs=["nope"])  # fails once the model is imported
+    for _ in range(5):
+        result = run_mops(
+            "run", study, "--bundle", workspace.bundle, "--store", workspace.store, "--workers", 2
+        )
+        assert result.code == 2, result
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result
