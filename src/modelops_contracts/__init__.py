@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from modelops_contracts._loading import bounded_repr
     from modelops_contracts._yaml import restore_on_key
     from modelops_contracts.entrypoint import (
         DEFAULT_SCENARIO,
@@ -67,6 +68,7 @@ _EXPORTS = {
     "TrialStatus": "modelops_contracts.results",
     "UniqueParameterSet": "modelops_contracts.params",
     "WorkerStartError": "modelops_contracts.errors",
+    "bounded_repr": "modelops_contracts._loading",
     "bundle_digest": "modelops_contracts.task",
     "canonical_params": "modelops_contracts.params",
     "format_entrypoint": "modelops_contracts.entrypoint",
@@ -105,6 +107,7 @@ __all__ = [
     "TrialStatus",
     "UniqueParameterSet",
     "WorkerStartError",
+    "bounded_repr",
     "bundle_digest",
     "canonical_params",
     "format_entrypoint",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.analysis._losses import resolve_loss
-from modelops_contracts import ContractViolationError, restore_on_key
+from modelops_contracts import ContractViolationError, bounded_repr, restore_on_key
 from modelops_contracts._loading import read_document
 
 if TYPE_CHECKING:
@@ -96,9 +96,13 @@ def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) 
     """
     targets: list[Target] = []
     for index, item in enumerate(items):
-        where = f"target {item.get('name', index)!r}" if isinstance(item, Mapping) else ""
+        where = (
+            f"target {bounded_repr(item.get('name', index))}" if isinstance(item, Mapping) else ""
+        )
         if not isinstance(item, Mapping):
-            raise ContractViolationError(f"target {index} must be a mapping, got {item!r}")
+            raise ContractViolationError(
+                f"target {index} must be a mapping, got {bounded_repr(item)}"
+            )
         item = restore_on_key(item)  # YAML 1.1 reads a bare ``on:`` key as true
         unknown = sorted(set(item) - _FIELDS)
         if unknown:
@@ -138,7 +142,7 @@ def _on_columns(value: Any, where: str) -> tuple[str, ...]:
         return (value,)
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
         raise ContractViolationError(
-            f"{where}: 'on' must be a column name or a list of them, got {str(value)[:40]!r}",
+            f"{where}: 'on' must be a column name or a list of them, got {bounded_repr(value)}",
             field="on",
         )
     return tuple(value)
@@ -152,7 +156,7 @@ def _weight(value: Any, where: str) -> float:
         weight = math.nan
     if not math.isfinite(weight) or weight < 0:
         raise ContractViolationError(
-            f"{where}: weight must be a finite number >= 0, got {str(value)[:40]!r}",
+            f"{where}: weight must be a finite number >= 0, got {bounded_repr(value)}",
             field="weight",
         )
     return weight
