@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,13 +34,16 @@ from modelops.runtime.tables import OutputTypeError, conform, merge_schemas, typ
 from modelops.services._base import ChunkBackend
 from modelops.services._events import ChunkDone, ChunkEvent, ChunkRaised, TaskTimedOut, WorkerDied
 from modelops.services._policy import AttemptTracker, ChunkSizer
-from modelops.store import DoneTask, FailedTask, ResultStore
+from modelops.store import CachedTask, DoneTask, FailedTask, ResultStore
 from modelops_contracts import SimJob, TaskRow
 from modelops_contracts.task import bundle_digest
 
 __all__ = ["Driver"]
 
-_BLOCK = 5000  # tasks registered and cache-checked per ledger round trip
+_BLOCK = 5000  # tasks cache-checked per ledger round trip
+
+_Item = tuple[int, TaskRow]
+"""A task with its position in the job's task order (its key in the ledger)."""
 
 
 @dataclass
@@ -49,8 +52,9 @@ class _Buffer:
 
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
     done: list[DoneTask] = field(default_factory=list)
+    done_rows: list[TaskRow] = field(default_factory=list)  # parallel to ``done``
     failed: list[FailedTask] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
+    cached: list[CachedTask] = field(default_factory=list)
     rows: int = 0
     nbytes: int = 0  # Arrow size of ``tables``: a commit is due well before memory runs out
     since: float = field(default_factory=time.monotonic)
@@ -83,8 +87,8 @@ class Driver:
         self.tracker = AttemptTracker(options.retries, options.task_timeout)
         self.progress = Progress(total=job.task_count())
         self.buffer = _Buffer()
-        self.retry: deque[list[TaskRow]] = deque()
-        self.in_flight: dict[int, tuple[list[TaskRow], float]] = {}
+        self.retry: deque[list[_Item]] = deque()
+        self.in_flight: dict[int, tuple[list[_Item], float]] = {}
         self.packages: dict[str, str] = {}
         self.schemas: dict[str, pa.Schema | None] = {}  # per output, as committed so far
         self.started = time.monotonic()
@@ -93,8 +97,10 @@ class Driver:
         self.started_backend = False
         self.log_path = store.log_path(job.job_id)
         self._source: Iterator[TaskRow] = iter(())
-        self._ready: deque[TaskRow] = deque()
+        self._ready: deque[_Item] = deque()
         self._pulled = 0
+        self._resumed = False  # the job was in the ledger before: some tasks may be done
+        self._other_results = False  # other jobs have results: cache lookups can hit
         self._last_progress = 0.0
         self._last_cancel_check = 0.0
 
@@ -103,7 +109,7 @@ class Driver:
     def prepare(self) -> None:
         """Register the job (refusing a job id that names other content) and mark it running."""
         job, ledger = self.job, self.ledger
-        ledger.create_job(
+        self._resumed = ledger.create_job(
             job.job_id,
             total=job.task_count(),
             spec=self._spec(),
@@ -113,28 +119,40 @@ class Driver:
         if not job_file.exists():
             self.store.write_job_file(job.job_id, job.to_json())
         ledger.set_job_state(job.job_id, "running")
+        if self.options.use_cache:
+            self._other_results = ledger.has_other_results(job.job_id)
         self._source = job.task_rows()
         self.remaining = self.progress.total
 
     def _refill(self) -> bool:
-        """Register the next block of tasks and queue those not already done; False at the end.
+        """Queue the next block of tasks that are not done yet; False at the end.
 
-        Tasks are registered and checked against the store block by block, so every task row
-        is built once and a resumed million-task job never holds its done-set in memory.
+        Blocks are checked against the ledger one at a time (a range scan of this job's
+        outcomes, and a cache lookup only when other jobs have results), so every task row is
+        built once and a resumed million-task job never holds its done-set in memory.
         """
         block = list(islice(self._source, _BLOCK))
         if not block:
             return False
+        start = self._pulled
         self._pulled += len(block)
-        job_id = self.job.job_id
-        self.ledger.add_tasks(job_id, ((r.task_id, r.param_id, r.replicate, r.seed) for r in block))
+        items: list[_Item] = list(enumerate(block, start))
         if self.options.use_cache:
-            here, elsewhere = self.ledger.classify_done(job_id, [r.task_id for r in block])
-            if here or elsewhere:
-                self.buffer.cached.extend(elsewhere)  # done in another job: recorded as cached
-                self.progress.cached += len(here) + len(elsewhere)
-                block = [r for r in block if r.task_id not in here and r.task_id not in elsewhere]
-        self._ready.extend(block)
+            job_id = self.job.job_id
+            if self._resumed:
+                here = self.ledger.finished_positions(job_id, start, self._pulled)
+                if here:
+                    self.progress.cached += len(here)
+                    items = [item for item in items if item[0] not in here]
+            if self._other_results and items:
+                found = self.ledger.cached_elsewhere(job_id, [row.task_id for _, row in items])
+                if found:  # done in another job: recorded as cached in this one
+                    self.buffer.cached.extend(
+                        (seq, r.task_id) for seq, r in items if r.task_id in found
+                    )
+                    self.progress.cached += len(found)
+                    items = [item for item in items if item[1].task_id not in found]
+        self._ready.extend(items)
         self.remaining = self.progress.total - self._pulled + len(self._ready)
         return True
 
@@ -205,7 +223,7 @@ class Driver:
                 return
             self._submit(rows)
 
-    def _next_chunk(self) -> list[TaskRow]:
+    def _next_chunk(self) -> list[_Item]:
         if self.retry:
             return self.retry.popleft()
         size = self.sizer.next_size(self.remaining, self.backend.workers)
@@ -215,17 +233,17 @@ class Driver:
         rows = [ready.popleft() for _ in range(min(size, len(ready)))]
         # a chunk shares entrypoint, outputs and config; cut it where they change
         for i in range(1, len(rows)):
-            if not _same_spec(rows[i], rows[0]):
+            if not _same_spec(rows[i][1], rows[0][1]):
                 ready.extendleft(reversed(rows[i:]))
                 rows = rows[:i]
                 break
         self.remaining -= len(rows)
         return rows
 
-    def _submit(self, rows: list[TaskRow]) -> None:
+    def _submit(self, rows: list[_Item]) -> None:
         if not self.started_backend:
             self._start_backend()
-        first = rows[0]
+        first = rows[0][1]
         spec = ChunkSpec(
             bundle_dir=self.backend.bundle_dir(),
             entrypoint=first.entrypoint,
@@ -233,7 +251,7 @@ class Driver:
             config=first.config,
             tasks=[
                 ChunkTask(i, r.task_id, r.param_id, r.replicate, r.seed, dict(r.params))
-                for i, r in enumerate(rows)
+                for i, (_, r) in enumerate(rows)
             ],
             log_path=str(self.log_path),
             max_output_bytes=self.options.max_task_output_bytes,
@@ -257,42 +275,41 @@ class Driver:
         entry = self.in_flight.pop(event.ticket, None)
         if entry is None:  # its chunk was dropped by stop() while handling this poll's events
             return
-        rows, sent = entry
+        items, sent = entry
         match event:
             case ChunkDone(value=result):
-                self._done(rows, result, time.monotonic() - sent)
+                self._done(items, result, time.monotonic() - sent)
             case ChunkRaised(error=error, worker=worker):
-                for row in rows:
-                    attempts = self.tracker.finish(row.task_id)
+                for item in items:
+                    attempts = self.tracker.finish(item[1].task_id)
                     self._fail(
-                        row,
-                        FailedTask(
-                            row.task_id,
-                            "failed",
-                            error.type_name,
-                            error.message,
-                            error.traceback,
-                            attempts=attempts,
-                            worker=worker,
-                        ),
+                        item,
+                        "failed",
+                        error.type_name,
+                        error.message,
+                        error.traceback,
+                        attempts=attempts,
+                        worker=worker,
                     )
             case WorkerDied() | TaskTimedOut():
-                self._lost(rows, event)
+                self._lost(items, event)
 
-    def _done(self, rows: list[TaskRow], result: ChunkResult, wall: float) -> None:
+    def _done(self, items: list[_Item], result: ChunkResult, wall: float) -> None:
         self.packages.update(result.packages)
         durations = []
-        for row, outcome in zip(rows, result.outcomes, strict=True):
+        finish, worker = self.tracker.finish, result.worker
+        done, done_rows = self.buffer.done, self.buffer.done_rows
+        before = len(done)
+        for item, outcome in zip(items, result.outcomes, strict=True):
             durations.append(outcome.duration)
-            attempts = self.tracker.finish(row.task_id)
+            seq, row = item
+            attempts = finish(row.task_id)
             if outcome.ok:
-                self.buffer.done.append(
-                    DoneTask(row.task_id, outcome.duration, result.worker, attempts)
-                )
-                self.progress.succeeded += 1
+                done.append(DoneTask(seq, row.task_id, outcome.duration, worker, attempts))
+                done_rows.append(row)
             else:
-                failure = FailedTask(
-                    row.task_id,
+                self._fail(
+                    item,
                     "failed",
                     outcome.error_type or "Error",
                     outcome.message or "",
@@ -300,38 +317,51 @@ class Driver:
                     outcome.stderr_tail,
                     attempts,
                     outcome.duration,
-                    result.worker,
+                    worker,
                 )
-                self._fail(row, failure)
+        self.progress.succeeded += len(done) - before
         for output, table in result.tables.items():
             self.buffer.tables.setdefault(output, []).append(table)
             self.buffer.rows += table.num_rows
             self.buffer.nbytes += table.nbytes
-        self.sizer.observe_chunk(result.worker, durations, wall)
+        self.sizer.observe_chunk(worker, durations, wall)
 
-    def _lost(self, rows: list[TaskRow], event: WorkerDied | TaskTimedOut) -> None:
+    def _lost(self, items: list[_Item], event: WorkerDied | TaskTimedOut) -> None:
         """A worker died or was killed for a timeout: the policy says who runs again."""
-        verdict = self.tracker.lost([r.task_id for r in rows], event)
-        self.retry.extend([rows[i] for i in group] for group in verdict.rerun)
+        verdict = self.tracker.lost([row.task_id for _, row in items], event)
+        self.retry.extend([items[i] for i in group] for group in verdict.rerun)
         for failure in verdict.failures:
-            row = rows[failure.index]
             duration = self.options.task_timeout if failure.status == "timeout" else None
             self._fail(
-                row,
-                FailedTask(
-                    row.task_id,
-                    failure.status,
-                    failure.error_type,
-                    failure.message,
-                    attempts=failure.attempts,
-                    duration=duration,
-                    worker=event.worker,
-                ),
+                items[failure.index],
+                failure.status,
+                failure.error_type,
+                failure.message,
+                attempts=failure.attempts,
+                duration=duration,
+                worker=event.worker,
             )
 
-    def _fail(self, row: TaskRow, failure: FailedTask) -> None:
-        self.buffer.failed.append(failure)
-        if failure.status == "timeout":
+    def _fail(
+        self,
+        item: _Item,
+        status: Literal["failed", "timeout"],
+        error_type: str,
+        message: str,
+        traceback: str | None = None,
+        stderr_tail: str | None = None,
+        attempts: int = 1,
+        duration: float | None = None,
+        worker: str | None = None,
+    ) -> None:
+        seq, row = item
+        self.buffer.failed.append(
+            FailedTask(
+                seq, row.task_id, row.param_id, row.replicate, row.seed, status, error_type,
+                message, traceback, stderr_tail, attempts, duration, worker,
+            )
+        )  # fmt: skip
+        if status == "timeout":
             self.progress.timed_out += 1
         else:
             self.progress.failed += 1
@@ -405,25 +435,23 @@ class Driver:
         for name, table in tables.items():
             tables[name] = table.filter(pc.invert(pc.is_in(table.column("task_id"), ids)))
         done: list[DoneTask] = []
-        for task in buffer.done:
+        done_rows: list[TaskRow] = []
+        for task, row in zip(buffer.done, buffer.done_rows, strict=True):
             message = rejected.get(task.task_id)
             if message is None:
                 done.append(task)
+                done_rows.append(row)
                 continue
             buffer.failed.append(
                 FailedTask(
-                    task.task_id,
-                    "failed",
-                    "OutputTypeError",
-                    message,
-                    attempts=task.attempts,
-                    duration=task.duration,
+                    task.seq, task.task_id, row.param_id, row.replicate, row.seed, "failed",
+                    "OutputTypeError", message, attempts=task.attempts, duration=task.duration,
                     worker=task.worker,
                 )
-            )
+            )  # fmt: skip
             self.progress.succeeded -= 1
             self.progress.failed += 1
-        buffer.done = done
+        buffer.done, buffer.done_rows = done, done_rows
         if self.options.fail_fast:
             self.stop("failed")
 

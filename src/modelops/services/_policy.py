@@ -66,6 +66,8 @@ class AttemptTracker:
 
     def finish(self, task_id: str) -> int:
         """The task ran to an end (success or a model error): its attempts, this one included."""
+        if not self._charged:  # no worker died in this run: nothing to look up
+            return 1
         return self._charged.pop(task_id, 0) + 1
 
     def lost(self, task_ids: Sequence[str], event: WorkerDied | TaskTimedOut) -> LostChunk:

@@ -21,13 +21,14 @@ from modelops.store._reading import (
 from modelops.store._records import (
     JOB_STATES,
     TASK_STATUSES,
+    CachedTask,
     DoneTask,
     FailedTask,
     FailureRecord,
     JobRecord,
     JobState,
+    RowCounts,
     ShardRecord,
-    TaskKey,
     TaskStatus,
 )
 from modelops.store._store import ResultStore
@@ -36,6 +37,7 @@ from modelops.store.ledger import Ledger
 __all__ = [
     "JOB_STATES",
     "TASK_STATUSES",
+    "CachedTask",
     "DoneTask",
     "FailedTask",
     "FailureRecord",
@@ -44,8 +46,8 @@ __all__ = [
     "JobState",
     "Ledger",
     "ResultStore",
+    "RowCounts",
     "ShardRecord",
-    "TaskKey",
     "TaskStatus",
     "default_store",
     "job_state",

@@ -88,12 +88,83 @@ _V1 = (
 ) WITHOUT ROWID""",
 )
 
+_V3_TABLES = (
+    """CREATE TABLE outcomes (
+    okey INTEGER PRIMARY KEY,
+    task_id BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    duration REAL,
+    worker TEXT,
+    commit_id INTEGER,
+    rows TEXT
+)""",
+    """CREATE TABLE failures (
+    okey INTEGER PRIMARY KEY,
+    param_id TEXT NOT NULL,
+    replicate INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    error_type TEXT,
+    message TEXT,
+    traceback TEXT,
+    stderr_tail TEXT
+)""",
+    "ALTER TABLE commits ADD COLUMN rows TEXT",
+)
+
+_V2_STATUS = "CASE t.status WHEN 'done' THEN 1 WHEN 'cached' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END"
+
+
+def _to_v3(conn: sqlite3.Connection) -> None:
+    """Per-task registration rows become outcome rows keyed by (job, position).
+
+    A v2 task's ``seq`` is its registration order, which the engine always made the task's
+    position in the job; pending tasks have no outcome. Each ``results`` record becomes an
+    index entry pointing at the outcome of the job that produced the rows.
+    """
+    conn.create_function("mops_blob", 1, bytes.fromhex, deterministic=True)
+    conn.create_function("mops_rkey", 1, _result_key_of_hex, deterministic=True)
+    for statement in _V3_TABLES:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO outcomes (okey, task_id, status, attempts, duration, worker, commit_id, rows) "
+        f"SELECT (t.job_key << 32) | t.seq, mops_blob(t.task_id), {_V2_STATUS}, t.attempts, "
+        "t.duration, t.worker, r.commit_id, r.rows FROM tasks AS t "
+        "LEFT JOIN results AS r ON r.task_id = t.task_id AND t.status IN ('done', 'cached') "
+        "WHERE t.status != 'pending'"
+    )
+    conn.execute(
+        "INSERT INTO failures (okey, param_id, replicate, seed, error_type, message, traceback, "
+        "stderr_tail) SELECT (t.job_key << 32) | t.seq, t.param_id, t.replicate, t.seed, "
+        "t.error_type, t.message, t.traceback, t.stderr_tail FROM tasks AS t "
+        "WHERE t.status IN ('failed', 'timeout')"
+    )
+    conn.execute("ALTER TABLE results RENAME TO results_v2")
+    conn.execute("CREATE TABLE results (rkey INTEGER PRIMARY KEY, okey INTEGER NOT NULL)")
+    conn.execute(
+        "INSERT OR REPLACE INTO results (rkey, okey) SELECT mops_rkey(r.task_id), "
+        "(t.job_key << 32) | t.seq FROM results_v2 AS r JOIN tasks AS t "
+        "ON t.task_id = r.task_id AND t.job_key = r.job_key ORDER BY r.commit_id"
+    )
+    conn.execute("DROP TABLE results_v2")
+    conn.execute("DROP TABLE tasks")
+
+
+def _result_key_of_hex(task_id: str) -> int:
+    return int.from_bytes(bytes.fromhex(task_id)[:8], "big", signed=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs, tasks, commits, shards and results tables", _V1),
     Migration(
         2,
         "jobs.content_key: the digest of the job's content, to tell two jobs of one id apart",
         ("ALTER TABLE jobs ADD COLUMN content_key TEXT",),
+    ),
+    Migration(
+        3,
+        "outcome rows keyed by (job, position) replace registered tasks; a compact cache index",
+        _to_v3,
     ),
 )
 """Every migration, in version order (1, 2, ... without gaps)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelops.store._store import LEDGER_FILE, ResultStore
+from modelops.store.ledger import SCHEMA_VERSION, ledger_schema
 from modelops_contracts.errors import StoreError
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def open_existing_store(
     """Open a store that must already exist, read-only by default (status, results, analysis).
 
     A :class:`ResultStore` is returned as it is. A read-only store creates and writes nothing,
-    so it also works on a read-only mount.
+    so it also works on a read-only mount; only a ledger of an older schema in a writable
+    directory is first upgraded in place (on a read-only mount it is refused, never misread).
 
     Raises:
         StoreError: there is no ledger at the location, or it cannot be opened.
@@ -85,6 +87,8 @@ def open_existing_store(
             f"no ModelOps store at {root}",
             hint="run a study first or point at the directory that holds ledger.sqlite",
         )
+    if readonly and os.access(root, os.W_OK) and ledger_schema(root / LEDGER_FILE) < SCHEMA_VERSION:
+        ResultStore(root).close()  # an old store is upgraded in place on its first open
     return ResultStore(root, readonly=readonly)
 
 
@@ -110,8 +114,6 @@ def job_status(store: ResultStore, job_id: str) -> dict[str, Any]:
     if record is None:
         raise _unknown_job(store, job_id)
     counts = store.ledger.counts(job_id)
-    # tasks are registered block by block as a run reaches them: unregistered ones are pending
-    counts["pending"] = record.total - sum(v for k, v in counts.items() if k != "pending")
 
     def stamp(value: Any) -> str | None:
         return value.isoformat(timespec="seconds") if value is not None else None

@@ -17,13 +17,14 @@ if TYPE_CHECKING:
 __all__ = [
     "JOB_STATES",
     "TASK_STATUSES",
+    "CachedTask",
     "DoneTask",
     "FailedTask",
     "FailureRecord",
     "JobRecord",
     "JobState",
+    "RowCounts",
     "ShardRecord",
-    "TaskKey",
     "TaskStatus",
     "seed_from_sql",
     "seed_to_sql",
@@ -34,8 +35,8 @@ JobState = Literal["created", "running", "completed", "failed", "cancelled", "in
 TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
 JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 
-TaskKey = tuple[str, str, int, int]
-"""(task_id, param_id, replicate, seed): a task as :meth:`Ledger.add_tasks` registers it."""
+CachedTask = tuple[int, str]
+"""(position in the job, task_id) of a task whose rows another job of the store holds."""
 
 _U64 = 2**64
 _I64 = 2**63
@@ -43,8 +44,10 @@ _I64 = 2**63
 
 @dataclass(frozen=True, slots=True)
 class DoneTask:
-    """A task that finished in this run; ``attempts`` counts this run's tries only."""
+    """A task that finished in this run; ``seq`` is its position in the job's task order
+    and ``attempts`` counts this run's tries only."""
 
+    seq: int
     task_id: str
     duration: float | None = None
     worker: str | None = None
@@ -53,9 +56,14 @@ class DoneTask:
 
 @dataclass(frozen=True, slots=True)
 class FailedTask:
-    """A task that failed or timed out in this run; ``attempts`` counts this run's tries."""
+    """A task that failed or timed out in this run (``seq``: its position in the job);
+    ``attempts`` counts this run's tries."""
 
+    seq: int
     task_id: str
+    param_id: str
+    replicate: int
+    seed: int
     status: Literal["failed", "timeout"]
     error_type: str
     message: str
@@ -64,6 +72,15 @@ class FailedTask:
     attempts: int = 1
     duration: float | None = None
     worker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowCounts:
+    """Rows per output of a commit's done tasks: ``usual`` is the JSON ``{output: rows}`` most
+    of them have, ``special`` the JSON of each task id whose counts differ from it."""
+
+    usual: str
+    special: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

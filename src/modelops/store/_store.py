@@ -8,8 +8,8 @@ Durability and exactly-once contract:
 - A crash between the two steps leaves shard files that the ledger does not know. Readers
   only open recorded shards, so such files are invisible; :meth:`ResultStore.clean_orphans`
   deletes them. The tasks are still pending and simply run again.
-- The ledger keeps one ``results`` record per task id pointing at the newest commit that
-  produced it. Readers keep, for each task, only rows tagged with that commit, so a task whose
+- The ledger keeps one outcome per task of a job, naming the commit whose shards hold the
+  task's rows. Readers keep, for each task, only rows tagged with that commit, so a task whose
   rows exist in several shards (re-run after a crash, ``--no-cache``) appears once.
 - Recorded shards are never modified, so a reader in another process can scan them while a
   run commits.
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from modelops.store._records import DoneTask, FailedTask
+    from modelops.store._records import CachedTask, DoneTask, FailedTask
 
 __all__ = ["LEDGER_FILE", "LOCK_FILE", "ResultStore"]
 
@@ -208,17 +208,18 @@ class ResultStore:
         tables: Mapping[str, pa.Table],
         done: Sequence[DoneTask],
         failed: Sequence[FailedTask],
-        cached: Sequence[str] = (),
+        cached: Sequence[CachedTask] = (),
     ) -> int | None:
         """Durably store one batch: one shard per output, then the tasks' status.
 
-        ``tables`` hold the rows of the ``done`` tasks only. Returns the commit id, or None
-        when the batch is empty.
+        ``tables`` hold the rows of the ``done`` tasks only; ``cached`` are ``(position,
+        task_id)`` of tasks whose rows another job holds. Returns the commit id, or None when
+        the batch is empty.
 
         Raises:
-            StoreError: a table or task list is inconsistent, a task is not registered in the
-                job, a cached task has no results, the run lock is held elsewhere, the store is
-                read-only, or a write fails. Nothing becomes visible then.
+            StoreError: a table or task list is inconsistent, a task's position is outside the
+                job or holds another task, a cached task has no results, the run lock is held
+                elsewhere, the store is read-only, or a write fails. Nothing becomes visible.
         """
         self._check_writable("commit results")
         if not (tables or done or failed or cached):
@@ -436,11 +437,11 @@ def _files(path: Path) -> list[Path]:
 
 
 def _check_disjoint(
-    done: Sequence[DoneTask], failed: Sequence[FailedTask], cached: Sequence[str]
+    done: Sequence[DoneTask], failed: Sequence[FailedTask], cached: Sequence[CachedTask]
 ) -> None:
     for f in failed:
         if f.status not in _FAILED_STATUSES:
             raise StoreError(f"failed task {f.task_id} has status {f.status!r}, not failed/timeout")
-    ids = [d.task_id for d in done] + [f.task_id for f in failed] + list(cached)
-    if len(set(ids)) != len(ids):
+    seqs = [d.seq for d in done] + [f.seq for f in failed] + [seq for seq, _ in cached]
+    if len(set(seqs)) != len(seqs):
         raise StoreError("a task is listed more than once among done, failed and cached")

@@ -17,26 +17,31 @@ Contract:
   file at once upgrade it once). A file newer than :data:`SCHEMA_VERSION` is refused.
 - Read-only (``Ledger(path, readonly=True)``): SQLite opened with ``mode=ro`` (or
   ``immutable=1`` when the WAL's ``-shm`` file cannot be created, e.g. on a read-only mount);
-  no pragma that writes, no upgrade (reading methods use only v1 columns, so an older known
-  schema reads fine), and every writing method raises ``StoreError``.
+  no pragma that writes, no upgrade: a file of an older schema is refused with a message
+  saying to open it for writing once, never misread. Every writing method raises ``StoreError``.
 
-Schema v2 (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
+Schema v3 (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
 
-    jobs     job_key INTEGER PK, job_id UNIQUE, state, total, spec (JSON), created_at,
-             started_at, finished_at (unix seconds), cancel_requested,
-             content_key (v2: digest of the job's content, NULL if unknown)
-    tasks    (job_key, seq) PK, (job_key, task_id) UNIQUE, param_id, replicate, seed,
-             status (pending|done|cached|failed|timeout), attempts, duration, worker,
-             error_type, message, traceback, stderr_tail;  index (job_key, status, seq)
-    commits  commit_id PK, job_key, committed_at, n_done, n_failed, n_cached
-    shards   (commit_id, output) PK, path UNIQUE (relative to the store root), rows, bytes
-    results  task_id PK, commit_id, job_key (whose shards hold the rows),
-             rows (JSON {output: row count}); one record per task id, the newest commit wins
+    jobs      job_key INTEGER PK, job_id UNIQUE, state, total, spec (JSON), created_at,
+              started_at, finished_at (unix seconds), cancel_requested, content_key
+    outcomes  okey INTEGER PK (job_key << 32 | position of the task in the job), task_id
+              (32-byte BLOB), status (1 done, 2 cached, 3 failed, 4 timeout), attempts,
+              duration, worker, commit_id (whose shards hold the rows), rows (JSON
+              {output: rows}, NULL when the commit's usual counts apply)
+    failures  okey PK, param_id, replicate, seed, error_type, message, traceback,
+              stderr_tail: the last failure of a failed or timed-out task
+    commits   commit_id PK, job_key, committed_at, n_done, n_failed, n_cached, rows (the
+              usual {output: rows} of its done tasks)
+    shards    (commit_id, output) PK, path UNIQUE (relative to the store root), rows, bytes
+    results   rkey INTEGER PK (first 8 bytes of a task id, signed), okey: the cache index,
+              pointing at the newest done outcome of the task; a key collision is a miss
 
-Layout choices, for speed at 10^5-10^6 tasks per job: tasks refer to their job by the
-integer ``job_key``, not the 64-character job id (the tasks table and its indexes are half the
-size); the table is clustered by ``(job_key, seq)``, ``seq`` being the registration order, so a
-commit of tasks run in that order touches few pages; ``(job_key, task_id)`` is unique.
+Layout choices, for throughput at 10^5-10^6 tasks per job: a task has no row until it has an
+outcome ("pending" is the absence of one, so nothing is registered up front), and a commit
+inserts its outcomes instead of updating rows; outcome keys are integers that grow with the
+task's position, so a commit's inserts are sorted appends to one region of the B-tree; the
+cache index holds 8-byte integer keys only (the full id is checked against the outcome);
+per-task row counts are stored only where they differ from the commit's usual ones.
 Seeds are stored as signed 64-bit integers (see :func:`~modelops.store._records.seed_to_sql`).
 """
 
@@ -50,7 +55,6 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from modelops.store._fs import check_name
@@ -58,13 +62,14 @@ from modelops.store._migrations import SCHEMA_VERSION, apply_migrations
 from modelops.store._records import (
     JOB_STATES,
     TASK_STATUSES,
+    CachedTask,
     DoneTask,
     FailedTask,
     FailureRecord,
     JobRecord,
     JobState,
+    RowCounts,
     ShardRecord,
-    TaskKey,
     seed_from_sql,
     seed_to_sql,
 )
@@ -73,20 +78,17 @@ from modelops_contracts.errors import StoreError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "Ledger"]
+__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "Ledger", "ledger_schema"]
 
 BUSY_TIMEOUT_MS = 30_000
 
-_READABLE_FROM = 1  # the oldest schema the reading methods understand without an upgrade
-_BATCH = 50_000
+_SEQ_MASK = (1 << 32) - 1
 _CACHE_KIB = 8 * 1024  # page cache; the OS caches the rest, and driver memory stays flat
 _TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 
 _JOB_COLUMNS = "job_id, state, total, created_at, started_at, finished_at, cancel_requested, spec"
-_WITH_RESULT = (
-    "FROM tasks AS t JOIN results AS r ON r.task_id = t.task_id "
-    "WHERE t.job_key = ? AND t.status IN ('done', 'cached')"
-)
+_STATUS_CODES = {"done": 1, "cached": 2, "failed": 3, "timeout": 4}
+_STATUS_NAMES = {code: name for name, code in _STATUS_CODES.items()}
 
 
 class Ledger:
@@ -151,8 +153,13 @@ class Ledger:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version)
-            if version < _READABLE_FROM:
+            if version == 0:
                 raise StoreError(f"{self.path} is not a ModelOps ledger (it has no schema)")
+            if version < SCHEMA_VERSION:
+                raise StoreError(
+                    f"ledger {self.path} has schema v{version}, older than v{SCHEMA_VERSION}",
+                    hint="open the store once for writing to upgrade it in place",
+                )
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot open ledger {self.path} read-only: {exc}") from exc
@@ -364,78 +371,83 @@ class Ledger:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    def add_tasks(self, job_id: str, rows: Iterable[TaskKey]) -> int:
-        """Register ``(task_id, param_id, replicate, seed)`` rows as pending tasks.
+    def finished_positions(self, job_id: str, start: int, stop: int) -> set[int]:
+        """Positions in ``start .. stop - 1`` of the job's tasks that are done or cached.
 
-        Tasks already registered are left as they are. ``rows`` is consumed in batches
-        (bounded memory); each batch is inserted sorted by task id, which keeps index inserts
-        local, while ``seq`` keeps the caller's order. All batches form one transaction, so a
-        failure registers nothing. Returns the number of tasks added.
-
-        Raises:
-            StoreError: unknown job, a seed outside ``0..2**64-1``, or SQLite error.
-        """
-        added = 0
-        source = iter(rows)
-        with self._write() as conn:
-            key = self._job_key(conn, job_id)
-            (seq,) = conn.execute(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM tasks WHERE job_key = ?", (key,)
-            ).fetchone()
-            while batch := list(islice(source, _BATCH)):
-                params = [
-                    (key, t, seq + i, p, r, seed_to_sql(s)) for i, (t, p, r, s) in enumerate(batch)
-                ]
-                params.sort(key=_task_id_of)
-                seq += len(batch)
-                cur = conn.executemany(
-                    "INSERT OR IGNORE INTO tasks "
-                    "(job_key, task_id, seq, param_id, replicate, seed) VALUES (?, ?, ?, ?, ?, ?)",
-                    params,
-                )
-                added += max(cur.rowcount, 0)
-        return added
-
-    def classify_done(self, job_id: str, task_ids: Sequence[str]) -> tuple[set[str], set[str]]:
-        """Split ``task_ids`` into those already done or cached in this job and those with
-        results elsewhere in the store (candidates to mark cached); the rest need running.
-
-        One query per call, so the engine can check a block of a huge job without holding the
-        job's whole done-set in memory.
+        One range scan of the job's outcomes, so the engine checks a block of a huge job
+        without holding the job's whole done-set in memory.
         """
         with self._read() as conn:
             key = self._job_key(conn, job_id)
             rows = conn.execute(
-                "SELECT r.task_id, t.status FROM results AS r "
-                "LEFT JOIN tasks AS t ON t.job_key = ? AND t.task_id = r.task_id "
-                "WHERE r.task_id IN (SELECT value FROM json_each(?))",
-                (key, json.dumps(list(task_ids))),
+                "SELECT okey FROM outcomes WHERE okey >= ? AND okey < ? AND status <= 2",
+                (_okey(key, start), _okey(key, stop)),
             ).fetchall()
-        here = {task_id for task_id, status in rows if status in ("done", "cached")}
-        return here, {task_id for task_id, _ in rows} - here
+        return {okey & _SEQ_MASK for (okey,) in rows}
+
+    def has_other_results(self, job_id: str) -> bool:
+        """True if tasks of other jobs have outcomes: only then can a cache lookup hit."""
+        with self._read() as conn:
+            key = self._job_key(conn, job_id)
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM outcomes WHERE okey < ?) "
+                "OR EXISTS (SELECT 1 FROM outcomes WHERE okey >= ?)",
+                (_okey(key, 0), _okey(key + 1, 0)),
+            ).fetchone()
+        return bool(row[0])
+
+    def cached_elsewhere(self, job_id: str, task_ids: Sequence[str]) -> set[str]:
+        """Those of ``task_ids`` whose rows another job of the store already holds."""
+        wanted = {_result_key(task_id): task_id for task_id in task_ids}
+        with self._read() as conn:
+            key = self._job_key(conn, job_id)
+            rows = conn.execute(
+                "SELECT r.rkey, o.task_id FROM results AS r JOIN outcomes AS o "
+                "ON o.okey = r.okey WHERE r.rkey IN (SELECT value FROM json_each(?)) "
+                "AND (r.okey < ? OR r.okey >= ?)",
+                (json.dumps(list(wanted)), _okey(key, 0), _okey(key + 1, 0)),
+            ).fetchall()
+        found = set()
+        for rkey, blob in rows:
+            task_id = wanted[rkey]
+            if blob == _blob(task_id):  # an 8-byte key collision is a miss, never a wrong hit
+                found.add(task_id)
+        return found
 
     def counts(self, job_id: str) -> dict[str, int]:
-        """Number of the job's tasks per status; every status is present, zeros included."""
+        """Number of the job's tasks per status; every status is present, zeros included.
+
+        Tasks with no outcome yet are ``pending``.
+        """
         with self._read() as conn:
             key = self._job_key(conn, job_id)
+            (total,) = conn.execute("SELECT total FROM jobs WHERE job_key = ?", (key,)).fetchone()
             rows = conn.execute(
-                "SELECT status, COUNT(*) FROM tasks WHERE job_key = ? GROUP BY status", (key,)
+                "SELECT status, COUNT(*) FROM outcomes WHERE okey >= ? AND okey < ? "
+                "GROUP BY status",
+                (_okey(key, 0), _okey(key + 1, 0)),
             ).fetchall()
         counts: dict[str, int] = dict.fromkeys(TASK_STATUSES, 0)
-        counts.update(dict(rows))
+        for code, n in rows:
+            counts[_STATUS_NAMES[code]] = n
+        counts["pending"] = max(total - sum(counts.values()), 0)
         return counts
 
     def failures(self, job_id: str, *, limit: int | None = None) -> list[FailureRecord]:
-        """Tasks whose status is ``failed`` or ``timeout``, in registration order."""
+        """Tasks whose status is ``failed`` or ``timeout``, in job order."""
         with self._read() as conn:
             key = self._job_key(conn, job_id)
             rows = conn.execute(
-                "SELECT task_id, param_id, replicate, seed, status, error_type, message, "
-                "traceback, stderr_tail, attempts, duration, worker FROM tasks "
-                "WHERE job_key = ? AND status IN ('failed', 'timeout') ORDER BY seq LIMIT ?",
-                (key, -1 if limit is None else limit),
+                "SELECT o.task_id, f.param_id, f.replicate, f.seed, o.status, f.error_type, "
+                "f.message, f.traceback, f.stderr_tail, o.attempts, o.duration, o.worker "
+                "FROM outcomes AS o JOIN failures AS f ON f.okey = o.okey "
+                "WHERE o.okey >= ? AND o.okey < ? AND o.status >= 3 ORDER BY o.okey LIMIT ?",
+                (_okey(key, 0), _okey(key + 1, 0), -1 if limit is None else limit),
             ).fetchall()
-        return [FailureRecord(r[0], r[1], r[2], seed_from_sql(r[3]), *r[4:]) for r in rows]
+        return [
+            FailureRecord(r[0].hex(), r[1], r[2], seed_from_sql(r[3]), _STATUS_NAMES[r[4]], *r[5:])
+            for r in rows
+        ]
 
     def next_commit_id(self) -> int:
         """The id the next commit will get (the single writer calls it under the run lock)."""
@@ -452,100 +464,125 @@ class Ledger:
         *,
         shards: Sequence[ShardRecord],
         done: Sequence[DoneTask],
-        row_counts: Mapping[str, str],
+        row_counts: RowCounts,
         failed: Sequence[FailedTask],
-        cached: Sequence[str],
+        cached: Sequence[CachedTask],
     ) -> None:
-        """Record one commit atomically: its shards and the new status of its tasks.
+        """Record one commit atomically: its shards and the outcome of each of its tasks.
 
-        Done tasks become ``done`` (attempts added, error fields cleared) and their
-        ``results`` record points at this commit with ``row_counts[task_id]`` (JSON
-        ``{output: rows}``); failed tasks take their status and error; cached tasks become
-        ``cached``.
+        Done tasks become ``done`` (attempts added to earlier runs' ones) with their rows in
+        this commit, and the cache index points at them; ``row_counts`` gives each done task's
+        ``{output: rows}`` JSON, the ones missing from it having the commit's usual counts.
+        Failed tasks take their status and error; cached tasks become ``cached``, sharing the
+        commit (and counts) of the job that holds their rows.
 
         Raises:
-            StoreError: unknown job, a task not registered in it, a cached task without
-                results, or a SQLite error; nothing is recorded then.
+            StoreError: unknown job, a position outside the job, a position that holds
+                another task, a cached task without results, or a SQLite error; nothing is
+                recorded then.
         """
         with self._write() as conn:
             key = self._job_key(conn, job_id)
+            (total,) = conn.execute("SELECT total FROM jobs WHERE job_key = ?", (key,)).fetchone()
+            for seq in _positions(done, failed, cached):
+                if not 0 <= seq < total:
+                    raise StoreError(f"commit names task position {seq}, outside job {job_id}")
             conn.execute(
                 "INSERT INTO commits (commit_id, job_key, committed_at, n_done, n_failed, "
-                "n_cached) VALUES (?, ?, ?, ?, ?, ?)",
-                (commit_id, key, time.time(), len(done), len(failed), len(cached)),
-            )
+                "n_cached, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (commit_id, key, time.time(), len(done), len(failed), len(cached),
+                 row_counts.usual),
+            )  # fmt: skip
             conn.executemany(
                 "INSERT INTO shards (commit_id, output, path, rows, bytes) VALUES (?, ?, ?, ?, ?)",
                 [(commit_id, s.output, s.path, s.rows, s.bytes) for s in shards],
             )
-            cur = conn.executemany(
-                "UPDATE tasks SET status = 'done', attempts = attempts + ?, duration = ?, "
-                "worker = ?, error_type = NULL, message = NULL, traceback = NULL, "
-                "stderr_tail = NULL WHERE job_key = ? AND task_id = ?",
-                [(d.attempts, d.duration, d.worker, key, d.task_id) for d in done],
-            )
+            base = key << 32
+            special = row_counts.special
+            params = [
+                (base | d.seq, _blob(d.task_id), d.attempts, d.duration, d.worker, commit_id,
+                 special.get(d.task_id))
+                for d in done
+            ]  # fmt: skip
+            params.sort(key=_first)
+            cur = conn.executemany(_UPSERT_DONE, params)
             _expect(cur.rowcount if done else 0, len(done), "done", job_id)
-            conn.executemany(
-                "INSERT OR REPLACE INTO results (task_id, commit_id, job_key, rows) "
-                "VALUES (?, ?, ?, ?)",
-                [(d.task_id, commit_id, key, row_counts.get(d.task_id, "{}")) for d in done],
-            )
+            index = [(_result_key_of_blob(p[1]), p[0]) for p in params]
+            index.sort(key=_first)
+            conn.executemany("INSERT OR REPLACE INTO results (rkey, okey) VALUES (?, ?)", index)
             cur = conn.executemany(
-                "UPDATE tasks SET status = ?, attempts = attempts + ?, duration = ?, worker = ?, "
-                "error_type = ?, message = ?, traceback = ?, stderr_tail = ? "
-                "WHERE job_key = ? AND task_id = ?",
-                [
-                    (f.status, f.attempts, f.duration, f.worker, f.error_type, f.message,
-                     f.traceback, f.stderr_tail, key, f.task_id)
-                    for f in failed
-                ],
+                _UPSERT_FAILED,
+                [(base | f.seq, _blob(f.task_id), _STATUS_CODES[f.status], f.attempts,
+                  f.duration, f.worker) for f in failed],
             )  # fmt: skip
             _expect(cur.rowcount if failed else 0, len(failed), "failed", job_id)
+            conn.executemany(
+                "INSERT OR REPLACE INTO failures (okey, param_id, replicate, seed, error_type, "
+                "message, traceback, stderr_tail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(base | f.seq, f.param_id, f.replicate, seed_to_sql(f.seed), f.error_type,
+                  f.message, f.traceback, f.stderr_tail) for f in failed],
+            )  # fmt: skip
             cur = conn.executemany(
-                "UPDATE tasks SET status = 'cached' WHERE job_key = ? AND task_id = ? "
-                "AND EXISTS (SELECT 1 FROM results WHERE results.task_id = tasks.task_id)",
-                [(key, task_id) for task_id in cached],
+                _UPSERT_CACHED,
+                [(base | seq, _result_key(task_id), _blob(task_id)) for seq, task_id in cached],
             )
             _expect(cur.rowcount if cached else 0, len(cached), "cached", job_id)
 
     def result_index(self, job_id: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
         """What a reader of the job's results needs, from one snapshot.
 
-        Returns ``(keys, shards)``: ``keys`` are the ``(task_id, commit_id)`` the ``results``
-        records give for the job's done and cached tasks; ``shards`` are ``(output, path)``
-        of every recorded shard of those commits.
+        Returns ``(keys, shards)``: ``keys`` are the ``(task_id, commit_id)`` of the job's
+        done and cached tasks (the commit whose shards hold the rows); ``shards`` are
+        ``(output, path)`` of every recorded shard of those commits.
         """
         with self._read() as conn:
             key = self._job_key(conn, job_id)
-            keys = conn.execute(f"SELECT t.task_id, r.commit_id {_WITH_RESULT}", (key,)).fetchall()
-            commits = json.dumps(sorted({commit for _, commit in keys}))
+            rows = conn.execute(
+                "SELECT task_id, commit_id FROM outcomes WHERE okey >= ? AND okey < ? "
+                "AND status <= 2",
+                (_okey(key, 0), _okey(key + 1, 0)),
+            ).fetchall()
+            commits = json.dumps(sorted({commit for _, commit in rows}))
             shards = conn.execute(
                 "SELECT output, path FROM shards "
                 "WHERE commit_id IN (SELECT value FROM json_each(?)) ORDER BY commit_id, output",
                 (commits,),
             ).fetchall()
-        return keys, shards
+        return [(blob.hex(), commit) for blob, commit in rows], shards
 
     def output_counts(self, job_id: str) -> dict[str, int]:
         """Rows per output over the job's done and cached tasks, from the ledger alone."""
+        totals: dict[str, int] = {}
         with self._read() as conn:
             key = self._job_key(conn, job_id)
-            rows = conn.execute(
-                f"SELECT j.key, SUM(j.value) FROM (SELECT r.rows AS rows {_WITH_RESULT}) AS x, "
-                "json_each(x.rows) AS j GROUP BY j.key ORDER BY j.key",
-                (key,),
+            span = (_okey(key, 0), _okey(key + 1, 0))
+            usual = conn.execute(
+                "SELECT c.rows, n FROM (SELECT commit_id, COUNT(*) AS n FROM outcomes "
+                "WHERE okey >= ? AND okey < ? AND status <= 2 AND rows IS NULL "
+                "GROUP BY commit_id) AS x JOIN commits AS c ON c.commit_id = x.commit_id",
+                span,
             ).fetchall()
-        return {output: int(total) for output, total in rows}
+            special = conn.execute(
+                "SELECT j.key, SUM(j.value) FROM outcomes AS o, json_each(o.rows) AS j "
+                "WHERE o.okey >= ? AND o.okey < ? AND o.status <= 2 AND o.rows IS NOT NULL "
+                "GROUP BY j.key",
+                span,
+            ).fetchall()
+        for text, n in usual:
+            for output, rows in json.loads(text or "{}").items():
+                totals[output] = totals.get(output, 0) + rows * n
+        for output, rows in special:
+            totals[output] = totals.get(output, 0) + int(rows)
+        return dict(sorted(totals.items()))
 
     def forget_shards(self, paths: Iterable[str]) -> int:
-        """Forget recorded shards whose file is gone, and the results that lived in them.
+        """Forget recorded shards whose file is gone, and the outcomes whose rows they held.
 
-        In one transaction: every ``results`` record of a commit that had one of ``paths``
-        is dropped, the tasks with those ids that were ``done`` or ``cached`` (in any job)
-        become ``pending`` again, and the shard records of ``paths`` are deleted. The rows
-        still in the commit's other shards become invisible (readers keep rows of the
-        recorded commit only), so every such task runs again and appears once. Returns the
-        number of results dropped.
+        In one transaction: every done or cached outcome (in any job) of a commit that had
+        one of ``paths`` is dropped, so its task is ``pending`` again, with its cache index
+        entry; then the shard records of ``paths`` are deleted. The rows still in the commit's
+        other shards become invisible (readers keep rows of recorded outcomes only), so every
+        such task runs again and appears once. Returns the number of outcomes dropped.
 
         Raises:
             StoreError: a SQLite error; nothing is changed then.
@@ -555,12 +592,11 @@ class Ledger:
             return 0
         with self._write() as conn:
             lost = "SELECT commit_id FROM shards WHERE path IN (SELECT value FROM json_each(?))"
-            conn.execute(
-                "UPDATE tasks SET status = 'pending' WHERE status IN ('done', 'cached') AND "
-                f"task_id IN (SELECT task_id FROM results WHERE commit_id IN ({lost}))",
-                (wanted,),
+            gone = f"SELECT okey FROM outcomes WHERE status <= 2 AND commit_id IN ({lost})"
+            conn.execute(f"DELETE FROM results WHERE okey IN ({gone})", (wanted,))
+            cur = conn.execute(
+                f"DELETE FROM outcomes WHERE status <= 2 AND commit_id IN ({lost})", (wanted,)
             )
-            cur = conn.execute(f"DELETE FROM results WHERE commit_id IN ({lost})", (wanted,))
             dropped = max(cur.rowcount, 0)
             conn.execute(
                 "DELETE FROM shards WHERE path IN (SELECT value FROM json_each(?))", (wanted,)
@@ -572,6 +608,45 @@ class Ledger:
         with self._read() as conn:
             rows = conn.execute("SELECT path FROM shards").fetchall()
         return {row[0] for row in rows}
+
+
+_UPSERT_DONE = (
+    "INSERT INTO outcomes (okey, task_id, status, attempts, duration, worker, commit_id, rows) "
+    "VALUES (?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (okey) DO UPDATE SET status = 1, "
+    "attempts = attempts + excluded.attempts, duration = excluded.duration, "
+    "worker = excluded.worker, commit_id = excluded.commit_id, rows = excluded.rows "
+    "WHERE task_id = excluded.task_id"
+)
+_UPSERT_FAILED = (
+    "INSERT INTO outcomes (okey, task_id, status, attempts, duration, worker) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (okey) DO UPDATE SET status = excluded.status, "
+    "attempts = attempts + excluded.attempts, duration = excluded.duration, "
+    "worker = excluded.worker, commit_id = NULL, rows = NULL WHERE task_id = excluded.task_id"
+)
+_UPSERT_CACHED = (
+    "INSERT INTO outcomes (okey, task_id, status, commit_id, rows) "
+    "SELECT ?1, o.task_id, 2, o.commit_id, o.rows FROM results AS r "
+    "JOIN outcomes AS o ON o.okey = r.okey WHERE r.rkey = ?2 AND o.task_id = ?3 "
+    "ON CONFLICT (okey) DO UPDATE SET status = 2, commit_id = excluded.commit_id, "
+    "rows = excluded.rows WHERE task_id = excluded.task_id"
+)
+
+
+def ledger_schema(path: Path) -> int:
+    """The ``PRAGMA user_version`` of the ledger file at ``path``, read without writing.
+
+    Raises:
+        StoreError: the file cannot be opened or read.
+    """
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open ledger {path} read-only: {exc}") from exc
 
 
 def _connect(target: Path | str, *, uri: bool) -> sqlite3.Connection:
@@ -598,8 +673,43 @@ def _connect(target: Path | str, *, uri: bool) -> sqlite3.Connection:
     return conn
 
 
-def _task_id_of(params: tuple[Any, ...]) -> str:
-    return str(params[1])
+def _okey(job_key: int, seq: int) -> int:
+    """Outcome key: the job in the high 32 bits, the task's position in the low 32."""
+    return (job_key << 32) | seq
+
+
+def _blob(task_id: str) -> bytes:
+    """A task id as its 32 bytes (half the size of its hex text in rows and indexes)."""
+    try:
+        blob = bytes.fromhex(task_id)
+    except ValueError:
+        blob = b""
+    if len(blob) != 32:
+        raise StoreError(f"task id {task_id[:80]!r} is not 64 hexadecimal digits")
+    return blob
+
+
+def _result_key_of_blob(blob: bytes) -> int:
+    """Cache index key: the task id's first 8 bytes as a signed 64-bit integer."""
+    return int.from_bytes(blob[:8], "big", signed=True)
+
+
+def _result_key(task_id: str) -> int:
+    return _result_key_of_blob(_blob(task_id))
+
+
+def _first(params: tuple[Any, ...]) -> Any:
+    return params[0]
+
+
+def _positions(
+    done: Sequence[DoneTask], failed: Sequence[FailedTask], cached: Sequence[CachedTask]
+) -> Iterator[int]:
+    """Every position a commit names, for the bounds check (cheap: the ends suffice)."""
+    for seqs in ([d.seq for d in done], [f.seq for f in failed], [c[0] for c in cached]):
+        if seqs:
+            yield min(seqs)
+            yield max(seqs)
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -642,5 +752,6 @@ def _expect(changed: int, wanted: int, kind: str, job_id: str) -> None:
     if changed != wanted:
         extra = " or have no results in the store" if kind == "cached" else ""
         raise StoreError(
-            f"commit names {wanted - changed} {kind} task(s) not registered in job {job_id}{extra}"
+            f"commit names {wanted - changed} {kind} task(s) whose position in job {job_id} "
+            f"holds another task{extra}"
         )

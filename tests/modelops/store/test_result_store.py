@@ -9,6 +9,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -32,9 +33,16 @@ def make_tasks(n: int, start: int = 0) -> list[Task]:
     ]
 
 
+JOBS: dict[str, list[Task]] = {}  # each job's tasks in order, by job id (reset per test)
+
+
 def add_job(store: ResultStore, job_id: str, tasks: list[Task]) -> None:
     store.ledger.create_job(job_id, total=len(tasks), spec={"name": job_id})
-    store.ledger.add_tasks(job_id, tasks)
+    JOBS[job_id] = tasks
+
+
+def seq(job_id: str, task: Task) -> int:
+    return JOBS[job_id].index(task)
 
 
 def ts_table(tasks: list[Task], value: float = 1.0, rows: int = 2) -> pa.Table:
@@ -53,12 +61,17 @@ def ts_table(tasks: list[Task], value: float = 1.0, rows: int = 2) -> pa.Table:
     )
 
 
-def done(tasks: list[Task]) -> list[DoneTask]:
-    return [DoneTask(t[0], duration=0.01, worker="w1", attempts=1) for t in tasks]
+def done(tasks: list[Task], job_id: str = "j") -> list[DoneTask]:
+    return [DoneTask(seq(job_id, t), t[0], duration=0.01, worker="w1", attempts=1) for t in tasks]
+
+
+def fail(task: Task, *args: Any, job_id: str = "j", **kwargs: Any) -> FailedTask:
+    return FailedTask(seq(job_id, task), task[0], task[1], task[2], task[3], *args, **kwargs)
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ResultStore]:
+    JOBS.clear()
     with ResultStore(tmp_path / "a" / "store") as opened:
         yield opened
 
@@ -136,7 +149,8 @@ def test_public_names() -> None:
         "Ledger",
         "ResultStore",
         "ShardRecord",
-        "TaskKey",
+        "RowCounts",
+        "CachedTask",
         "TaskStatus",
         "default_store",
         "job_state",
@@ -273,12 +287,13 @@ def test_cross_job_cache(store: ResultStore) -> None:
     b_tasks = make_tasks(4, start=2)  # shares tasks 2 and 3 with job a
     add_job(store, "a", a_tasks)
     add_job(store, "b", b_tasks)
-    store.commit("a", {"ts": ts_table(a_tasks, value=1.0)}, done(a_tasks), [])
+    store.commit("a", {"ts": ts_table(a_tasks, value=1.0)}, done(a_tasks, "a"), [])
 
     shared = {t[0] for t in b_tasks[:2]}
-    assert store.ledger.classify_done("b", [t[0] for t in b_tasks]) == (set(), shared)
+    assert store.ledger.cached_elsewhere("b", [t[0] for t in b_tasks]) == shared
     fresh = b_tasks[2:]
-    store.commit("b", {"ts": ts_table(fresh, value=5.0)}, done(fresh), [], cached=sorted(shared))
+    cached = [(0, b_tasks[0][0]), (1, b_tasks[1][0])]
+    store.commit("b", {"ts": ts_table(fresh, value=5.0)}, done(fresh, "b"), [], cached=cached)
 
     counts = store.ledger.counts("b")
     assert (counts["done"], counts["cached"], counts["pending"]) == (2, 2, 0)
@@ -291,15 +306,24 @@ def test_cross_job_cache(store: ResultStore) -> None:
     assert store.read_results("a", "ts").height == 8  # job a unaffected
 
 
-def test_no_cache_rerun_supersedes_rows_for_every_job(store: ResultStore) -> None:
+def test_a_no_cache_rerun_in_another_job_keeps_each_jobs_rows(store: ResultStore) -> None:
     tasks = make_tasks(2)
     add_job(store, "a", tasks)
     add_job(store, "b", tasks)
-    store.commit("a", {"ts": ts_table(tasks, value=1.0)}, done(tasks), [])
-    store.commit("b", {"ts": ts_table(tasks[:1], value=7.0)}, done(tasks[:1]), [])
+    add_job(store, "c", tasks)
+    store.commit("a", {"ts": ts_table(tasks, value=1.0)}, done(tasks, "a"), [])
+    store.commit("b", {"ts": ts_table(tasks[:1], value=7.0)}, done(tasks[:1], "b"), [])
     frame = store.read_results("a", "ts")
-    assert frame.height == 4
+    assert frame.height == 4  # each task once, from the commit job a recorded
     values = dict(frame.group_by("task_id").agg(pl.col("infected").max()).rows())
+    assert values == {tasks[0][0]: 1.0, tasks[1][0]: 1.0}
+    assert store.read_results("b", "ts")["infected"].to_list() == [7.0, 7.0]
+    # the cache index points at the newest rows
+    cached = [(0, tasks[0][0]), (1, tasks[1][0])]
+    store.commit("c", {}, [], [], cached=cached)
+    values = dict(
+        store.read_results("c", "ts").group_by("task_id").agg(pl.col("infected").max()).rows()
+    )
     assert values == {tasks[0][0]: 7.0, tasks[1][0]: 1.0}
 
 
@@ -307,8 +331,8 @@ def test_failures_through_commit(store: ResultStore) -> None:
     tasks = make_tasks(3)
     add_job(store, "j", tasks)
     failed = [
-        FailedTask(tasks[1][0], "failed", "ZeroDivisionError", "division by zero", "tb", "out"),
-        FailedTask(tasks[2][0], "timeout", "TimeoutError", "over 60 s", attempts=2),
+        fail(tasks[1], "failed", "ZeroDivisionError", "division by zero", "tb", "out"),
+        fail(tasks[2], "timeout", "TimeoutError", "over 60 s", attempts=2),
     ]
     store.commit("j", {"ts": ts_table(tasks[:1])}, done(tasks[:1]), failed)
     assert store.ledger.counts("j") == {
@@ -330,13 +354,14 @@ def test_invalid_commits_leave_nothing_behind(store: ResultStore) -> None:
     tasks = make_tasks(2)
     add_job(store, "j", tasks)
     stranger = make_tasks(1, start=50)
+    stranger_done = [DoneTask(2, stranger[0][0])]
     out_dir = store.job_dir("j") / "outputs" / "ts"
     cases = [
-        ({"ts": ts_table(stranger)}, done(stranger), [], "not registered in job j"),
+        ({"ts": ts_table(stranger)}, stranger_done, [], "position 2, outside job j"),
         ({"ts": ts_table(tasks)}, done(tasks[:1]), [], "not committed as done"),
         ({"bad/name": ts_table(tasks)}, done(tasks), [], "invalid output name"),
-        ({}, done(tasks[:1]), [FailedTask(tasks[0][0], "failed", "E", "m")], "more than once"),
-        ({}, [], [FailedTask(tasks[0][0], "done", "E", "m")], "not failed/timeout"),  # type: ignore[arg-type]
+        ({}, done(tasks[:1]), [fail(tasks[0], "failed", "E", "m")], "more than once"),
+        ({}, [], [fail(tasks[0], "done", "E", "m")], "not failed/timeout"),
     ]
     for tables, ok, bad, message in cases:
         with pytest.raises(StoreError, match=message):
@@ -344,7 +369,7 @@ def test_invalid_commits_leave_nothing_behind(store: ResultStore) -> None:
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
     assert store.ledger.counts("j")["pending"] == 2
     with pytest.raises(StoreError, match="no results in the store"):
-        store.commit("j", {}, [], [], cached=[tasks[0][0]])
+        store.commit("j", {}, [], [], cached=[(0, tasks[0][0])])
 
 
 def test_commit_refused_while_another_store_holds_the_run_lock(
@@ -439,7 +464,9 @@ def test_output_schema_is_the_newest_recorded_shards(store: ResultStore) -> None
     store.commit("j", {"ts": ts_table(tasks[:2])}, done(tasks[:2]), [])
     wider = ts_table(tasks[2:4]).append_column("extra", pa.array([None] * 4, pa.string()))
     second = store.commit("j", {"ts": wider}, done(tasks[2:4]), [])
-    store.commit("other", {"ts": ts_table(make_tasks(2, start=10))}, done(make_tasks(2, 10)), [])
+    others = make_tasks(2, start=10)
+    add_job(store, "other", others)
+    store.commit("other", {"ts": ts_table(others)}, done(others, "other"), [])
     schema = store.output_schema("j", "ts")
     assert schema is not None and schema.equals(wider.schema) and schema.metadata is None
     assert store.output_schema("j", "summary") is None

@@ -8,10 +8,11 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
-from modelops.store import DoneTask, FailedTask, Ledger
+from modelops.store import DoneTask, FailedTask, Ledger, RowCounts
 from modelops.store.ledger import SCHEMA_VERSION
 from modelops_contracts.errors import StoreError
 
@@ -21,20 +22,33 @@ def hexid(*parts: object) -> str:
 
 
 def rows(n: int, start: int = 0) -> list[tuple[str, str, int, int]]:
+    """(task_id, param_id, replicate, seed) of tasks at positions ``start .. start + n - 1``."""
     return [(hexid("t", i), hexid("p", i // 3), i % 3, 1000 + i) for i in range(start, start + n)]
 
 
-def registered(path: Path, job_id: str) -> list[tuple[str, str, int, int]]:
-    """The job's tasks in registration order, read with a separate connection."""
-    raw = sqlite3.connect(path)
-    try:
-        return raw.execute(
-            "SELECT t.task_id, t.param_id, t.replicate, t.seed FROM tasks AS t "
-            "JOIN jobs AS j ON j.job_key = t.job_key WHERE j.job_id = ? ORDER BY t.seq",
-            (job_id,),
-        ).fetchall()
-    finally:
-        raw.close()
+def done_at(seq: int, **fields: Any) -> DoneTask:
+    return DoneTask(seq, hexid("t", seq), **fields)
+
+
+def failed_at(
+    seq: int, status: Literal["failed", "timeout"] = "failed", **fields: Any
+) -> FailedTask:
+    task_id, param_id, replicate, seed = rows(1, start=seq)[0]
+    seed = fields.pop("seed", seed)
+    values: dict[str, Any] = {"error_type": "E", "message": "m", **fields}
+    return FailedTask(seq, task_id, param_id, replicate, seed, status, **values)
+
+
+def commit(ledger: Ledger, job: str, commit_id: int, **lists: Any) -> None:
+    ledger.record_commit(
+        job,
+        commit_id,
+        shards=lists.get("shards", []),
+        done=lists.get("done", []),
+        row_counts=lists.get("row_counts", RowCounts("{}")),
+        failed=lists.get("failed", []),
+        cached=lists.get("cached", []),
+    )
 
 
 @pytest.fixture
@@ -47,12 +61,12 @@ def test_wal_mode_and_schema_version(tmp_path: Path, ledger: Ledger) -> None:
     raw = sqlite3.connect(tmp_path / "ledger.sqlite")
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         job_columns = {r[1] for r in raw.execute("PRAGMA table_info(jobs)")}
     finally:
         raw.close()
-    assert {"jobs", "tasks", "commits", "shards", "results"} <= tables
+    assert tables == {"jobs", "outcomes", "failures", "commits", "shards", "results"}
     assert "content_key" in job_columns
 
 
@@ -65,9 +79,9 @@ def test_newer_schema_is_refused(tmp_path: Path, ledger: Ledger) -> None:
         Ledger(tmp_path / "ledger.sqlite")
 
 
-def test_create_job_is_idempotent_and_keeps_tasks(ledger: Ledger) -> None:
+def test_create_job_is_idempotent_and_keeps_outcomes(ledger: Ledger) -> None:
     assert ledger.create_job("job-1", total=3, spec={"study": "sir"}) is False
-    assert ledger.add_tasks("job-1", rows(3)) == 3
+    commit(ledger, "job-1", 1, done=[done_at(0)])
     assert ledger.create_job("job-1", total=3, spec={"other": 1}) is True
     job = ledger.get_job("job-1")
     assert job is not None
@@ -75,7 +89,8 @@ def test_create_job_is_idempotent_and_keeps_tasks(ledger: Ledger) -> None:
     assert job.total == 3
     assert job.state == "created"
     assert job.started_at is None
-    assert ledger.counts("job-1")["pending"] == 3
+    assert ledger.counts("job-1")["pending"] == 2
+    assert ledger.finished_positions("job-1", 0, 3) == {0}
 
 
 def test_get_and_list_jobs(ledger: Ledger) -> None:
@@ -94,7 +109,8 @@ def test_unsafe_job_ids_are_rejected(ledger: Ledger, bad: str) -> None:
 def test_unknown_job_raises_everywhere(ledger: Ledger) -> None:
     for call in (
         lambda: ledger.counts("x"),
-        lambda: ledger.add_tasks("x", rows(1)),
+        lambda: ledger.finished_positions("x", 0, 1),
+        lambda: ledger.cached_elsewhere("x", [hexid(1)]),
         lambda: ledger.set_job_state("x", "running"),
         lambda: ledger.request_cancel("x"),
         lambda: ledger.cancel_requested("x"),
@@ -131,31 +147,44 @@ def test_update_job_spec_merges_nested_dicts(ledger: Ledger) -> None:
         ledger.update_job_spec("j", {"bad": object()})
 
 
-def test_add_tasks_ignores_duplicates_and_keeps_order(tmp_path: Path, ledger: Ledger) -> None:
+def test_pending_is_the_absence_of_an_outcome(ledger: Ledger) -> None:
     ledger.create_job("j", total=75_000, spec={})
-    first = rows(55_000)
-    assert ledger.add_tasks("j", iter(first)) == 55_000  # more than one insert batch
-    assert ledger.add_tasks("j", (r for r in rows(75_000))) == 20_000
-    assert registered(tmp_path / "ledger.sqlite", "j") == rows(75_000)  # registration order
     assert ledger.counts("j")["pending"] == 75_000
+    commit(ledger, "j", 1, done=[done_at(i) for i in range(0, 75_000, 3)])
+    assert ledger.counts("j")["pending"] == 50_000
+    assert ledger.finished_positions("j", 0, 10) == {0, 3, 6, 9}
+    assert ledger.finished_positions("j", 74_990, 75_000) == {74_991, 74_994, 74_997}
+
+
+def test_positions_outside_the_job_are_refused(ledger: Ledger) -> None:
+    ledger.create_job("j", total=2, spec={})
+    with pytest.raises(StoreError, match="position 2, outside job j"):
+        commit(ledger, "j", 1, done=[done_at(0), done_at(2)])
+    with pytest.raises(StoreError, match="position -1"):
+        commit(ledger, "j", 1, failed=[failed_at(-1)])
+    assert ledger.counts("j")["pending"] == 2
+    assert ledger.next_commit_id() == 1
 
 
 def test_seeds_up_to_2_64_round_trip(ledger: Ledger) -> None:
     seeds = [0, 1, 2**31, 2**32 - 1, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1]
     ledger.create_job("j", total=len(seeds), spec={})
-    tasks = [(hexid(s), hexid("p"), i, s) for i, s in enumerate(seeds)]
-    ledger.add_tasks("j", tasks)
-    failed = [FailedTask(t[0], "failed", "E", "m") for t in tasks]
-    ledger.record_commit("j", 1, shards=[], done=[], row_counts={}, failed=failed, cached=[])
+    commit(ledger, "j", 1, failed=[failed_at(i, seed=s) for i, s in enumerate(seeds)])
     assert [f.seed for f in ledger.failures("j")] == seeds
 
 
 @pytest.mark.parametrize("seed", [-1, 2**64])
-def test_seed_out_of_range_registers_nothing(ledger: Ledger, seed: int) -> None:
+def test_seed_out_of_range_records_nothing(ledger: Ledger, seed: int) -> None:
     ledger.create_job("j", total=2, spec={})
     with pytest.raises(StoreError, match="outside"):
-        ledger.add_tasks("j", [(hexid(1), hexid("p"), 0, 5), (hexid(2), hexid("p"), 1, seed)])
-    assert ledger.counts("j")["pending"] == 0
+        commit(ledger, "j", 1, failed=[failed_at(0), failed_at(1, seed=seed)])
+    assert ledger.counts("j")["pending"] == 2
+
+
+def test_task_ids_must_be_hex_digests(ledger: Ledger) -> None:
+    ledger.create_job("j", total=1, spec={})
+    with pytest.raises(StoreError, match="not 64 hexadecimal digits"):
+        commit(ledger, "j", 1, done=[DoneTask(0, "not-a-digest")])
 
 
 def test_cancel_flag_seen_from_second_connection(tmp_path: Path, ledger: Ledger) -> None:
@@ -174,14 +203,14 @@ def test_cancel_flag_seen_from_second_connection(tmp_path: Path, ledger: Ledger)
 def test_counts_and_failures_then_a_later_success(ledger: Ledger) -> None:
     ledger.create_job("j", total=6, spec={})
     tasks = rows(6)
-    ledger.add_tasks("j", tasks)
     ids = [t[0] for t in tasks]
     failed = [
-        FailedTask(ids[1], "failed", "ValueError", "bad beta", "Traceback...", "err", 2, 0.5, "w1"),
-        FailedTask(ids[2], "timeout", "TimeoutError", "took too long", attempts=1, worker="w2"),
-    ]
-    done = [DoneTask(ids[0], 0.1, "w1", 1)]
-    ledger.record_commit("j", 1, shards=[], done=done, row_counts={}, failed=failed, cached=[])
+        failed_at(1, "failed", error_type="ValueError", message="bad beta",
+                  traceback="Traceback...", stderr_tail="err", attempts=2, duration=0.5,
+                  worker="w1"),
+        failed_at(2, "timeout", error_type="TimeoutError", message="took too long", worker="w2"),
+    ]  # fmt: skip
+    commit(ledger, "j", 1, done=[done_at(0, duration=0.1, worker="w1")], failed=failed)
     assert ledger.counts("j") == {"pending": 3, "done": 1, "cached": 0, "failed": 1, "timeout": 1}
     records = ledger.failures("j")
     assert [(r.task_id, r.status) for r in records] == [(ids[1], "failed"), (ids[2], "timeout")]
@@ -197,74 +226,81 @@ def test_counts_and_failures_then_a_later_success(ledger: Ledger) -> None:
     assert len(ledger.failures("j", limit=1)) == 1
 
     # a failed task that succeeds on a later run is done and no longer a failure
-    ledger.record_commit(
-        "j", 2, shards=[], done=[DoneTask(ids[1], attempts=1)], row_counts={}, failed=[], cached=[]
-    )
-    assert ledger.classify_done("j", ids) == ({ids[0], ids[1]}, set())
+    commit(ledger, "j", 2, done=[done_at(1)])
+    assert ledger.finished_positions("j", 0, 6) == {0, 1}
     assert [r.task_id for r in ledger.failures("j")] == [ids[2]]
     assert ledger.counts("j") == {"pending": 3, "done": 2, "cached": 0, "failed": 0, "timeout": 1}
 
 
-def test_attempts_accumulate_across_runs(tmp_path: Path, ledger: Ledger) -> None:
+def test_attempts_accumulate_across_runs(ledger: Ledger) -> None:
     ledger.create_job("j", total=1, spec={})
-    ledger.add_tasks("j", rows(1))
-    task_id = rows(1)[0][0]
-    fail = FailedTask(task_id, "failed", "E", "m", attempts=3)
-    ledger.record_commit("j", 1, shards=[], done=[], row_counts={}, failed=[fail], cached=[])
-    fail = FailedTask(task_id, "failed", "E", "again", attempts=2)
-    ledger.record_commit("j", 2, shards=[], done=[], row_counts={}, failed=[fail], cached=[])
+    commit(ledger, "j", 1, failed=[failed_at(0, attempts=3)])
+    commit(ledger, "j", 2, failed=[failed_at(0, message="again", attempts=2)])
     assert ledger.failures("j")[0].attempts == 5
+    assert ledger.failures("j")[0].message == "again"
 
 
-def test_record_commit_rejects_unregistered_tasks_atomically(ledger: Ledger) -> None:
+def test_a_position_holding_another_task_is_refused_atomically(ledger: Ledger) -> None:
     ledger.create_job("j", total=2, spec={})
-    ledger.add_tasks("j", rows(2))
-    done = [DoneTask(rows(1)[0][0]), DoneTask(hexid("stranger"))]
-    with pytest.raises(StoreError, match="1 done task"):
-        ledger.record_commit("j", 1, shards=[], done=done, row_counts={}, failed=[], cached=[])
-    assert ledger.counts("j")["done"] == 0
-    assert ledger.next_commit_id() == 1
+    commit(ledger, "j", 1, done=[done_at(1)])
+    with pytest.raises(StoreError, match=r"1 done task.*holds another task"):
+        commit(ledger, "j", 2, done=[done_at(0), DoneTask(1, hexid("stranger"))])
+    assert ledger.counts("j")["done"] == 1
+    assert ledger.next_commit_id() == 2
 
 
 def test_cached_requires_results_somewhere(ledger: Ledger) -> None:
     ledger.create_job("j", total=1, spec={})
-    ledger.add_tasks("j", rows(1))
     with pytest.raises(StoreError, match="no results in the store"):
-        ledger.record_commit(
-            "j", 1, shards=[], done=[], row_counts={}, failed=[], cached=[rows(1)[0][0]]
-        )
+        commit(ledger, "j", 1, cached=[(0, rows(1)[0][0])])
+    assert ledger.counts("j")["pending"] == 1
 
 
-def test_classify_done_across_jobs(ledger: Ledger) -> None:
+def test_cache_lookups_across_jobs(ledger: Ledger) -> None:
     ledger.create_job("a", total=4, spec={})
-    ledger.add_tasks("a", rows(4))
-    ledger.create_job("b", total=4, spec={})
-    ledger.add_tasks("b", rows(4, start=2))
-    done = [DoneTask(t[0]) for t in rows(3)]
-    ledger.record_commit("a", 1, shards=[], done=done, row_counts={}, failed=[], cached=[])
-    shared = {t[0] for t in rows(1, start=2)}
-    b_ids = [t[0] for t in rows(4, start=2)]
-    assert ledger.classify_done("b", b_ids) == (set(), shared)  # done in job a only
-    a_ids = [t[0] for t in rows(4)]
-    assert ledger.classify_done("a", a_ids) == ({t[0] for t in rows(3)}, set())
-    ledger.record_commit("b", 2, shards=[], done=[], row_counts={}, failed=[], cached=list(shared))
+    ledger.create_job("b", total=4, spec={})  # b's task at position i is a's at i + 2
+    assert not ledger.has_other_results("b")
+    commit(ledger, "a", 1, done=[done_at(i) for i in range(3)])
+    assert ledger.has_other_results("b") and not ledger.has_other_results("a")
+    assert ledger.cached_elsewhere("b", [t[0] for t in rows(4, start=2)]) == {hexid("t", 2)}
+    assert ledger.cached_elsewhere("a", [t[0] for t in rows(4)]) == set()  # its own are not
+    assert ledger.finished_positions("b", 0, 4) == set()
+    commit(ledger, "b", 2, cached=[(0, hexid("t", 2))])
     assert ledger.counts("b")["cached"] == 1
-    assert ledger.classify_done("b", b_ids) == (shared, set())  # now cached here
+    assert ledger.finished_positions("b", 0, 4) == {0}  # now cached here
+    keys, _ = ledger.result_index("b")
+    assert keys == [(hexid("t", 2), 1)]  # its rows live in job a's commit
+
+
+def test_a_cache_key_collision_is_a_miss(ledger: Ledger) -> None:
+    ledger.create_job("a", total=1, spec={})
+    ledger.create_job("b", total=1, spec={})
+    commit(ledger, "a", 1, done=[done_at(0)])
+    twin = hexid("t", 0)[:16] + "0" * 48  # same first 8 bytes, another task
+    assert ledger.cached_elsewhere("b", [twin]) == set()
+    with pytest.raises(StoreError, match="no results in the store"):
+        commit(ledger, "b", 2, cached=[(0, twin)])
+
+
+def test_row_counts_usual_and_special(ledger: Ledger) -> None:
+    ledger.create_job("j", total=3, spec={})
+    counts = RowCounts('{"a":1,"b":2}', {hexid("t", 2): '{"a":5,"b":0}'})
+    commit(ledger, "j", 1, done=[done_at(i) for i in range(3)], row_counts=counts)
+    assert ledger.output_counts("j") == {"a": 7, "b": 4}
+    ledger.create_job("k", total=2, spec={})
+    commit(ledger, "k", 2, cached=[(0, hexid("t", 1)), (1, hexid("t", 2))])
+    assert ledger.output_counts("k") == {"a": 6, "b": 2}  # the source commit's counts
 
 
 def test_one_ledger_shared_by_threads(ledger: Ledger) -> None:
     ledger.create_job("j", total=2_000, spec={})
-    ledger.add_tasks("j", rows(2_000))
-    ids = [r[0] for r in rows(2_000)]
     errors: list[BaseException] = []
 
     def writer() -> None:
         try:
             for n in range(20):
-                batch = [DoneTask(t) for t in ids[n * 100 : (n + 1) * 100]]
-                ledger.record_commit(
-                    "j", n + 1, shards=[], done=batch, row_counts={}, failed=[], cached=[]
-                )
+                batch = [done_at(i) for i in range(n * 100, n * 100 + 100)]
+                commit(ledger, "j", n + 1, done=batch)
         except BaseException as exc:
             errors.append(exc)
 
@@ -324,10 +360,7 @@ def content_key(path: Path, job_id: str) -> str | None:
 
 def test_readonly_ledger_reads_and_refuses_every_write(tmp_path: Path, ledger: Ledger) -> None:
     ledger.create_job("j", total=2, spec={"a": 1})
-    ledger.add_tasks("j", rows(2))
-    ledger.record_commit(
-        "j", 1, shards=[], done=[DoneTask(rows(1)[0][0])], row_counts={}, failed=[], cached=[]
-    )
+    commit(ledger, "j", 1, done=[done_at(0)])
     before = (tmp_path / "ledger.sqlite").read_bytes()
     with Ledger(tmp_path / "ledger.sqlite", readonly=True) as reader:
         assert reader.readonly
@@ -342,13 +375,11 @@ def test_readonly_ledger_reads_and_refuses_every_write(tmp_path: Path, ledger: L
         assert reader.schema_version == SCHEMA_VERSION
         writes = (
             lambda: reader.create_job("k", total=0, spec={}),
-            lambda: reader.add_tasks("j", rows(1, start=5)),
+            lambda: reader.forget_shards(["x.parquet"]),
             lambda: reader.set_job_state("j", "running"),
             lambda: reader.update_job_spec("j", {"b": 2}),
             lambda: reader.request_cancel("j"),
-            lambda: reader.record_commit(
-                "j", 2, shards=[], done=[], row_counts={}, failed=[], cached=[]
-            ),
+            lambda: commit(reader, "j", 2),
         )
         for write in writes:
             with pytest.raises(StoreError, match="open read-only"):

@@ -36,10 +36,10 @@ BUILD = textwrap.dedent(
     store = ResultStore(sys.argv[1])
     ids = [f"{i:064x}" for i in range(1, 4)]
     store.ledger.create_job("ro-job", total=3, spec={"name": "ro"})
-    store.ledger.add_tasks("ro-job", [(t, "p" * 64, i, i) for i, t in enumerate(ids)])
     table = pa.table({"task_id": ids[:2], "y": [1.0, 2.0]})
-    failed = [FailedTask(ids[2], "failed", "ValueError", "bad beta")]
-    store.commit("ro-job", {"summary": table}, [DoneTask(t) for t in ids[:2]], failed)
+    failed = [FailedTask(2, ids[2], "p" * 64, 2, 2, "failed", "ValueError", "bad beta")]
+    done = [DoneTask(i, t) for i, t in enumerate(ids[:2])]
+    store.commit("ro-job", {"summary": table}, done, failed)
     store.ledger.set_job_state("ro-job", "running")
     if sys.argv[2] == "crash":
         os._exit(0)
@@ -75,7 +75,7 @@ READ = textwrap.dedent(
         "refused": [],
     }
     writes = {
-        "commit": lambda: store.commit("ro-job", {}, [], [], cached=["x" * 64]),
+        "commit": lambda: store.commit("ro-job", {}, [], [], cached=[(0, "a" * 64)]),
         "cancel": lambda: store.ledger.request_cancel("ro-job"),
         "lock": lambda: store.run_lock().__enter__(),
         "job_dir": lambda: store.ensure_job_dir("ro-job"),

@@ -39,15 +39,28 @@ def test_write_shard_records_its_commit_and_uses_zstd(tmp_path: Path) -> None:
 
 def test_task_row_counts_lists_every_output() -> None:
     tables = {
-        "ts": pa.table({"task_id": ["a", "a", "b"], "v": [1, 2, 3]}),
-        "summary": pa.table({"task_id": ["a"], "v": [1]}),
+        "ts": pa.table({"task_id": ["a", "a", "b", "c", "c", "d", "d"], "v": range(7)}),
+        "summary": pa.table({"task_id": ["a", "c", "d"], "v": [1, 2, 3]}),
     }
-    counts = {k: json.loads(v) for k, v in task_row_counts(tables, ["a", "b", "c"]).items()}
-    assert counts == {
-        "a": {"summary": 1, "ts": 2},
-        "b": {"summary": 0, "ts": 1},
-        "c": {"summary": 0, "ts": 0},
+    counts = task_row_counts(tables, ["a", "b", "c", "d"])
+    assert json.loads(counts.usual) == {"summary": 1, "ts": 2}  # what most tasks have
+    assert {k: json.loads(v) for k, v in counts.special.items()} == {"b": {"summary": 0, "ts": 1}}
+    none = task_row_counts(tables, ["a", "b", "c", "d", "e"])
+    assert json.loads(none.special["e"]) == {"summary": 0, "ts": 0}
+
+
+def test_task_row_counts_one_row_each_has_no_exceptions() -> None:
+    tables = {
+        "y": pa.table({"task_id": ["b", "a", "c"]}),
+        "z": pa.table({"task_id": ["c", "a", "b"]}),
     }
+    counts = task_row_counts(tables, ["a", "b", "c"])
+    assert (json.loads(counts.usual), counts.special) == ({"y": 1, "z": 1}, {})
+    counts = task_row_counts({"y": pa.table({"task_id": ["a", "a"]})}, ["a", "b"])
+    assert (json.loads(counts.usual), counts.special) == ({"y": 2}, {"b": '{"y":0}'}) or (
+        json.loads(counts.usual),
+        counts.special,
+    ) == ({"y": 0}, {"a": '{"y":2}'})
 
 
 @pytest.mark.parametrize(
