@@ -52,7 +52,6 @@ class _Buffer:
 
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
     done: list[DoneTask] = field(default_factory=list)
-    done_rows: list[TaskRow] = field(default_factory=list)  # parallel to ``done``
     failed: list[FailedTask] = field(default_factory=list)
     cached: list[CachedTask] = field(default_factory=list)
     rows: int = 0
@@ -298,7 +297,7 @@ class Driver:
         self.packages.update(result.packages)
         durations = []
         finish, worker = self.tracker.finish, result.worker
-        done, done_rows = self.buffer.done, self.buffer.done_rows
+        done = self.buffer.done
         before = len(done)
         for item, outcome in zip(items, result.outcomes, strict=True):
             durations.append(outcome.duration)
@@ -306,7 +305,6 @@ class Driver:
             attempts = finish(row.task_id)
             if outcome.ok:
                 done.append(DoneTask(seq, row.task_id, outcome.duration, worker, attempts))
-                done_rows.append(row)
             else:
                 self._fail(
                     item,
@@ -431,27 +429,27 @@ class Driver:
         self, buffer: _Buffer, tables: dict[str, pa.Table], rejected: dict[str, str]
     ) -> None:
         """Fail the ``rejected`` tasks of this commit and drop their rows from every output."""
+        keys = _task_keys(tables, rejected)  # before their rows go
         ids = pa.array(list(rejected), pa.string())
         for name, table in tables.items():
             tables[name] = table.filter(pc.invert(pc.is_in(table.column("task_id"), ids)))
         done: list[DoneTask] = []
-        done_rows: list[TaskRow] = []
-        for task, row in zip(buffer.done, buffer.done_rows, strict=True):
+        for task in buffer.done:
             message = rejected.get(task.task_id)
             if message is None:
                 done.append(task)
-                done_rows.append(row)
                 continue
+            param_id, replicate, seed = keys[task.task_id]
             buffer.failed.append(
                 FailedTask(
-                    task.seq, task.task_id, row.param_id, row.replicate, row.seed, "failed",
+                    task.seq, task.task_id, param_id, replicate, seed, "failed",
                     "OutputTypeError", message, attempts=task.attempts, duration=task.duration,
                     worker=task.worker,
                 )
             )  # fmt: skip
             self.progress.succeeded -= 1
             self.progress.failed += 1
-        buffer.done, buffer.done_rows = done, done_rows
+        buffer.done = done
         if self.options.fail_fast:
             self.stop("failed")
 
@@ -506,6 +504,27 @@ def _concat(parts: list[pa.Table]) -> pa.Table:
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts)
+
+
+def _task_keys(
+    tables: dict[str, pa.Table], wanted: dict[str, str]
+) -> dict[str, tuple[str, int, int]]:
+    """(param_id, replicate, seed) of the ``wanted`` tasks, from their rows in ``tables``.
+
+    A rejected task has rows in at least one output (that is why it was rejected), and every
+    row carries the task's key columns, so the commit need not keep each task's row around.
+    """
+    keys: dict[str, tuple[str, int, int]] = {}
+    for table in tables.values():
+        ids = table.column("task_id").to_pylist()
+        for i, task_id in enumerate(ids):
+            if task_id in wanted and task_id not in keys:
+                keys[task_id] = (
+                    table.column("param_id")[i].as_py(),
+                    table.column("replicate")[i].as_py(),
+                    table.column("seed")[i].as_py(),
+                )
+    return keys
 
 
 def _drop_conflicts(

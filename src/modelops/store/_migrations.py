@@ -91,7 +91,7 @@ _V1 = (
 _V3_TABLES = (
     """CREATE TABLE outcomes (
     okey INTEGER PRIMARY KEY,
-    task_id BLOB NOT NULL,
+    task_id BLOB NOT NULL CHECK (length(task_id) = 32),
     status INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     duration REAL,

@@ -497,18 +497,24 @@ class Ledger:
                 "INSERT INTO shards (commit_id, output, path, rows, bytes) VALUES (?, ?, ?, ?, ?)",
                 [(commit_id, s.output, s.path, s.rows, s.bytes) for s in shards],
             )
-            base = key << 32
-            special = row_counts.special
-            params = [
-                (base | d.seq, _blob(d.task_id), d.attempts, d.duration, d.worker, commit_id,
-                 special.get(d.task_id))
-                for d in done
-            ]  # fmt: skip
-            params.sort(key=_first)
-            cur = conn.executemany(_UPSERT_DONE, params)
+            base, special, fromhex = key << 32, row_counts.special, bytes.fromhex
+            try:  # a non-hex id fails here; the table checks each id's length
+                index = sorted(
+                    (int.from_bytes(fromhex(d.task_id[:16]), "big", signed=True), base | d.seq)
+                    for d in done
+                )
+                # a generator: rows stream into SQLite, no second copy of the commit in memory
+                cur = conn.executemany(
+                    _UPSERT_DONE,
+                    (
+                        (base | d.seq, fromhex(d.task_id), d.attempts, d.duration, d.worker,
+                         commit_id, special.get(d.task_id))
+                        for d in done
+                    ),
+                )  # fmt: skip
+            except ValueError as exc:
+                raise StoreError(f"job {job_id}: a done task's id is not hexadecimal") from exc
             _expect(cur.rowcount if done else 0, len(done), "done", job_id)
-            index = [(_result_key_of_blob(p[1]), p[0]) for p in params]
-            index.sort(key=_first)
             conn.executemany("INSERT OR REPLACE INTO results (rkey, okey) VALUES (?, ?)", index)
             cur = conn.executemany(
                 _UPSERT_FAILED,
@@ -689,17 +695,9 @@ def _blob(task_id: str) -> bytes:
     return blob
 
 
-def _result_key_of_blob(blob: bytes) -> int:
-    """Cache index key: the task id's first 8 bytes as a signed 64-bit integer."""
-    return int.from_bytes(blob[:8], "big", signed=True)
-
-
 def _result_key(task_id: str) -> int:
-    return _result_key_of_blob(_blob(task_id))
-
-
-def _first(params: tuple[Any, ...]) -> Any:
-    return params[0]
+    """Cache index key: the task id's first 8 bytes as a signed 64-bit integer."""
+    return int.from_bytes(_blob(task_id)[:8], "big", signed=True)
 
 
 def _positions(

@@ -57,8 +57,8 @@ def task_row_counts(tables: Mapping[str, pa.Table], done: Sequence[str]) -> RowC
         StoreError: a table lacks ``task_id``, has null task ids or rows of a task not in
             ``done``, or already has the reserved ``_commit`` column.
     """
-    done_ids = pa.array(list(done), pa.string())
-    per_output: dict[str, pa.StructArray] = {}
+    done_set = set(done)  # a Python set: building an Arrow array from a list imports pandas
+    per_output: dict[str, tuple[list[str], pa.Array]] = {}
     for output, table in tables.items():
         names = table.column_names
         if TASK_COLUMN not in names:
@@ -69,30 +69,22 @@ def task_row_counts(tables: Mapping[str, pa.Table], done: Sequence[str]) -> RowC
         if column.null_count:
             raise StoreError(f"output {output!r} has rows with a null {TASK_COLUMN}")
         counted = pc.value_counts(column)
-        ids = counted.field("values")
-        known = pc.is_in(ids, value_set=done_ids)
-        if not pc.all(known).as_py():
-            stray = ids.filter(pc.invert(known))
+        ids = counted.field("values").to_pylist()
+        stray = [task_id for task_id in ids if task_id not in done_set]
+        if stray:
             raise StoreError(
                 f"output {output!r} has rows of {len(stray)} task(s) not committed as done",
-                hint=f"e.g. {pc.min(stray).as_py()}",
+                hint=f"e.g. {min(stray)}",
             )
-        per_output[output] = counted
+        per_output[output] = (ids, counted.field("counts"))
     outputs = sorted(per_output)
     # Output names are checked path components (no quotes or backslashes), so a %-template
     # builds the JSON far faster than json.dumps per task.
     template = "{" + ",".join(f"{json.dumps(output)}:%d" for output in outputs) + "}"
-    if all(_one_row_each(per_output[o], len(done_ids)) for o in outputs):
+    if all(_one_row_each(per_output[o][1], len(done_set)) for o in outputs):
         return RowCounts(template % ((1,) * len(outputs)))
     counts = [
-        dict(
-            zip(
-                per_output[o].field("values").to_pylist(),
-                per_output[o].field("counts").to_pylist(),
-                strict=True,
-            )
-        )
-        for o in outputs
+        dict(zip(per_output[o][0], per_output[o][1].to_pylist(), strict=True)) for o in outputs
     ]
     vectors = {task_id: tuple(c.get(task_id, 0) for c in counts) for task_id in done}
     usual = Counter(vectors.values()).most_common(1)[0][0] if vectors else (1,) * len(outputs)
@@ -100,9 +92,9 @@ def task_row_counts(tables: Mapping[str, pa.Table], done: Sequence[str]) -> RowC
     return RowCounts(template % usual, special)
 
 
-def _one_row_each(counted: pa.StructArray, n_done: int) -> bool:
+def _one_row_each(counts: pa.Array, n_done: int) -> bool:
     """True if every done task has exactly one row (the ids were checked to be done ones)."""
-    return len(counted) == n_done and pc.max(counted.field("counts")).as_py() == 1
+    return len(counts) == n_done and (n_done == 0 or pc.max(counts).as_py() == 1)
 
 
 def shard_commit(path: Path) -> int:

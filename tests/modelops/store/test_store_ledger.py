@@ -183,8 +183,13 @@ def test_seed_out_of_range_records_nothing(ledger: Ledger, seed: int) -> None:
 
 def test_task_ids_must_be_hex_digests(ledger: Ledger) -> None:
     ledger.create_job("j", total=1, spec={})
-    with pytest.raises(StoreError, match="not 64 hexadecimal digits"):
+    with pytest.raises(StoreError, match="id is not hexadecimal"):
         commit(ledger, "j", 1, done=[DoneTask(0, "not-a-digest")])
+    with pytest.raises(StoreError, match="CHECK constraint failed"):
+        commit(ledger, "j", 1, done=[DoneTask(0, "abcd")])
+    with pytest.raises(StoreError, match="not 64 hexadecimal digits"):
+        ledger.cached_elsewhere("j", ["abcd"])
+    assert ledger.counts("j")["pending"] == 1
 
 
 def test_cancel_flag_seen_from_second_connection(tmp_path: Path, ledger: Ledger) -> None:
