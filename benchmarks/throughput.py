@@ -10,7 +10,9 @@ fresh processes timed from start to exit, on 2 workers, one parameter set per ta
 - 100,000 and 1,000,000 tasks as 10 replicates per parameter set: the driver's own peak RSS
   (``VmHWM`` of the ``mops`` process, workers excluded; targets <= 300 MB and <= 1.3x) and, for
   the million, the time beside the script's (target <= 1.3x);
-- start-up of ``mops --help`` and ``mops status`` (target <= 0.25 s, median of 5).
+- start-up of ``mops --help`` and ``mops status`` (target <= 0.25 s, median of 5);
+- then ``dask_overhead.py --part map`` (20,000 tasks vs plain ``client.map``, target >= 3x) and
+  ``compile_study.py`` (1M-task ``to_simjob``, targets <= 3 s and <= 250 MB).
 
 Usage: ``python benchmarks/throughput.py [--quick]`` (``--quick`` skips the million).
 """
@@ -167,6 +169,14 @@ def main() -> None:
         print(f"driver peak RSS, 1,000,000 tasks: {big:4.0f} MB, {big / small:.2f}x the 100,000"
               f"  (targets <= 300 MB and <= 1.30x: {verdict})")  # fmt: skip
     _startup(bench.work)
+    if not args.quick:  # the Dask path and the compile figure, each from its own script
+        for script, extra in (("dask_overhead.py", ["--part", "map"]), ("compile_study.py", [])):
+            print(f"-- {script}")
+            out = subprocess.run(
+                [sys.executable, str(Path(__file__).with_name(script)), *extra],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            print(out.rstrip())
 
 
 if __name__ == "__main__":

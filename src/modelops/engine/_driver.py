@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from modelops.bundle import BundleStore
 from modelops.engine._types import Progress, RunOptions, RunSummary
-from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
+from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTasks, TaskOutcomes
 from modelops.runtime.tables import OutputTypeError, conform, merge_schemas, type_conflict
 from modelops.services._base import ChunkBackend
 from modelops.services._events import ChunkDone, ChunkEvent, ChunkRaised, TaskTimedOut, WorkerDied
@@ -248,10 +248,13 @@ class Driver:
             entrypoint=first.entrypoint,
             outputs=first.outputs,
             config=first.config,
-            tasks=[
-                ChunkTask(i, r.task_id, r.param_id, r.replicate, r.seed, dict(r.params))
-                for i, (_, r) in enumerate(rows)
-            ],
+            tasks=ChunkTasks(
+                [r.task_id for _, r in rows],
+                [r.param_id for _, r in rows],
+                [r.replicate for _, r in rows],
+                [r.seed for _, r in rows],
+                [dict(r.params) for _, r in rows],
+            ),
             log_path=str(self.log_path),
             max_output_bytes=self.options.max_task_output_bytes,
         )
@@ -295,28 +298,30 @@ class Driver:
 
     def _done(self, items: list[_Item], result: ChunkResult, wall: float) -> None:
         self.packages.update(result.packages)
-        durations = []
-        finish, worker = self.tracker.finish, result.worker
-        done = self.buffer.done
+        outcomes = TaskOutcomes.of(result.outcomes)
+        durations, errors, worker = outcomes.durations, outcomes.errors, result.worker
+        if len(durations) != len(items):
+            raise RuntimeError(f"a chunk of {len(items)} tasks came back with {len(durations)}")
+        finish, done = self.tracker.finish, self.buffer.done
         before = len(done)
-        for item, outcome in zip(items, result.outcomes, strict=True):
-            durations.append(outcome.duration)
-            seq, row = item
+        for i, (seq, row) in enumerate(items):
             attempts = finish(row.task_id)
-            if outcome.ok:
-                done.append(DoneTask(seq, row.task_id, outcome.duration, worker, attempts))
-            else:
-                self._fail(
-                    item,
-                    "failed",
-                    outcome.error_type or "Error",
-                    outcome.message or "",
-                    outcome.traceback,
-                    outcome.stderr_tail,
-                    attempts,
-                    outcome.duration,
-                    worker,
-                )
+            error = errors.get(i) if errors else None
+            if error is None:
+                done.append(DoneTask(seq, row.task_id, durations[i], worker, attempts))
+                continue
+            error_type, message, traceback, stderr_tail = error
+            self._fail(
+                (seq, row),
+                "failed",
+                error_type or "Error",
+                message or "",
+                traceback,
+                stderr_tail,
+                attempts,
+                durations[i],
+                worker,
+            )
         self.progress.succeeded += len(done) - before
         for output, table in result.tables.items():
             self.buffer.tables.setdefault(output, []).append(table)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from modelops.runtime import ChunkResult, ChunkSpec, ChunkTask, run_chunk, unload_bundles
+from modelops.runtime.spec import ChunkTasks, TaskOutcome, TaskOutcomes
 
 MODEL = """
 import sys
@@ -317,8 +318,39 @@ def test_spec_and_result_pickle(bundle: str) -> None:
     assert pickle.loads(pickle.dumps(task)) == task
     result = run_chunk(spec)
     back = pickle.loads(pickle.dumps(result))
-    assert back.outcomes == result.outcomes
+    assert isinstance(back.outcomes, TaskOutcomes)  # columns on the wire
+    assert list(back.outcomes) == result.outcomes
     assert back.tables["series"].equals(result.tables["series"])
+
+
+def test_columns_on_the_wire_read_as_the_objects() -> None:
+    tasks = ChunkTasks(["a", "b", "c"], ["p", "p", "q"], [0, 1, 0], [7, 8, 2**64 - 1],
+                       [{"x": 1}, {"x": 1}, {"x": 2}])  # fmt: skip
+    assert (
+        list(tasks)
+        == [tasks[0], tasks[1], tasks[2]]
+        == tasks[:]
+        == [tasks[-3], tasks[1], tasks[-1]]
+    )
+    assert tasks[2] == ChunkTask(2, "c", "q", 0, 2**64 - 1, {"x": 2})
+    with pytest.raises(IndexError):
+        tasks[3]
+    spec = ChunkSpec("b", "m.f/baseline", None, None, tasks)
+    back = pickle.loads(pickle.dumps(spec))
+    assert list(back.tasks) == list(tasks)
+    outcomes = [
+        TaskOutcome("a", True, 0.5),
+        TaskOutcome("b", False, 0.25, "ValueError", "bad", "tb", "err"),
+        TaskOutcome("c", True, 0.125),
+    ]
+    columns = TaskOutcomes.of(outcomes)
+    assert (columns.durations, columns.errors) == (
+        [0.5, 0.25, 0.125],
+        {1: ("ValueError", "bad", "tb", "err")},
+    )
+    assert TaskOutcomes.of(columns) is columns
+    assert list(pickle.loads(pickle.dumps(ChunkResult(outcomes))).outcomes) == outcomes
+    assert columns[1] == outcomes[1] and columns[-1] == outcomes[2]
 
 
 # -- one type per column ------------------------------------------------------------------------
