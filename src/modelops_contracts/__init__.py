@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         FORMAT_VERSION,
         GroupedTasks,
         SimJob,
+        TaskBlock,
         TaskRow,
         validate_job_id,
     )
@@ -62,6 +63,7 @@ _EXPORTS = {
     "SimulationStudy": "modelops_contracts.study",
     "StoreError": "modelops_contracts.errors",
     "StudyError": "modelops_contracts.errors",
+    "TaskBlock": "modelops_contracts.job",
     "TaskIdFactory": "modelops_contracts.task",
     "TaskRow": "modelops_contracts.job",
     "TrialResult": "modelops_contracts.results",
@@ -101,6 +103,7 @@ __all__ = [
     "SimulationStudy",
     "StoreError",
     "StudyError",
+    "TaskBlock",
     "TaskIdFactory",
     "TaskRow",
     "TrialResult",

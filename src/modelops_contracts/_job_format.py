@@ -18,7 +18,7 @@ from typing_extensions import TypedDict
 
 from modelops_contracts._base import translate_validation_error
 from modelops_contracts.errors import ContractViolationError
-from modelops_contracts.params import UniqueParameterSet
+from modelops_contracts.params import Scalar, UniqueParameterSet
 from modelops_contracts.task import SimTask
 
 __all__ = [
@@ -26,8 +26,10 @@ __all__ = [
     "GROUPED_THRESHOLD",
     "Encoding",
     "JobParts",
+    "TaskColumns",
     "TaskGroups",
     "decode_job",
+    "dump_job",
     "dump_job_json",
     "encode_job",
     "job_json_schema",
@@ -52,18 +54,37 @@ class TaskGroups:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskColumns:
+    """The tasks of the grouped encoding as parallel columns, the way a compiled job holds them.
+
+    Group ``g`` is ``param_ids[g]`` with parameters ``params[g]`` and the seeds
+    ``seeds[offsets[g]:offsets[g + 1]]``; ``offsets`` has one entry more than there are groups.
+    """
+
+    bundle_ref: str
+    entrypoint: str
+    outputs: tuple[str, ...] | None
+    config: dict[str, Any] | None
+    param_ids: Sequence[str]
+    params: Sequence[Mapping[str, Scalar]]
+    seeds: Sequence[int]
+    offsets: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
 class JobParts:
     """A job document as plain parts; ``tasks`` is every task, or :class:`TaskGroups`.
 
     Decoded parts are validated field by field (tasks, template, parameter sets, seeds); the
     job-level checks (job_id, one bundle, unique task ids, distinct seeds) are the job's own.
+    Decoding gives :class:`TaskGroups`; encoding also takes :class:`TaskColumns`.
     """
 
     job_id: str
     bundle_ref: str | None
     metadata: dict[str, Any]
     target_spec: dict[str, Any] | None
-    tasks: Sequence[SimTask] | TaskGroups
+    tasks: Sequence[SimTask] | TaskGroups | TaskColumns
 
 
 def wants_grouped(encoding: Encoding, task_count: int) -> bool:
@@ -72,7 +93,23 @@ def wants_grouped(encoding: Encoding, task_count: int) -> bool:
 
 
 def encode_job(parts: JobParts) -> dict[str, Any]:
-    """The JSON-compatible document of ``parts``: grouped when they hold :class:`TaskGroups`."""
+    """The JSON-compatible document of ``parts``: grouped unless they hold every task."""
+    doc = _header(parts)
+    tasks = parts.tasks
+    if isinstance(tasks, TaskColumns):
+        doc["groups"] = _group_records(tasks, 0, len(tasks.param_ids))
+    elif isinstance(tasks, TaskGroups):
+        doc["groups"] = [
+            {"param_id": p.param_id, "params": dict(p.params), "seeds": list(s)}
+            for p, s in tasks.groups
+        ]
+    else:
+        doc["tasks"] = [task.to_dict() for task in tasks]
+    return doc
+
+
+def _header(parts: JobParts) -> dict[str, Any]:
+    """Every field of the document but ``tasks`` / ``groups`` (which come last)."""
     doc: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "job_id": parts.job_id,
@@ -80,20 +117,58 @@ def encode_job(parts: JobParts) -> dict[str, Any]:
         "metadata": parts.metadata,
         "target_spec": parts.target_spec,
     }
-    if isinstance(parts.tasks, TaskGroups):
-        grouped = parts.tasks
+    tasks = parts.tasks
+    if isinstance(tasks, TaskColumns | TaskGroups):
         doc["template"] = {
-            "entrypoint": grouped.entrypoint,
-            "outputs": list(grouped.outputs) if grouped.outputs is not None else None,
-            "config": grouped.config,
+            "entrypoint": tasks.entrypoint,
+            "outputs": list(tasks.outputs) if tasks.outputs is not None else None,
+            "config": tasks.config,
         }
-        doc["groups"] = [
-            {"param_id": p.param_id, "params": dict(p.params), "seeds": list(s)}
-            for p, s in grouped.groups
-        ]
-    else:
-        doc["tasks"] = [task.to_dict() for task in parts.tasks]
     return doc
+
+
+def _group_records(columns: TaskColumns, lo: int, hi: int) -> list[dict[str, Any]]:
+    """The ``groups`` records of groups ``lo .. hi - 1``."""
+    pids, params, seeds, offsets = columns.param_ids, columns.params, columns.seeds, columns.offsets
+    if isinstance(offsets, range) and offsets.step == 1:  # one seed per group
+        return [
+            {"param_id": pid, "params": p if type(p) is dict else dict(p), "seeds": [seed]}
+            for pid, p, seed in zip(pids[lo:hi], params[lo:hi], seeds[lo:hi], strict=True)
+        ]
+    return [
+        {
+            "param_id": pids[g],
+            "params": p if type(p) is dict else dict(p),
+            "seeds": list(seeds[offsets[g] : offsets[g + 1]]),
+        }
+        for g, p in enumerate(params[lo:hi], lo)
+    ]
+
+
+# records built at a time: fewer live container objects than the cyclic GC's first threshold
+# (700), so writing a job of any size never starts a collection that would walk them
+_CHUNK_GROUPS = 256
+
+
+def dump_job(parts: JobParts, *, indent: int | None = None) -> str:
+    """JSON text of ``encode_job(parts)``, byte for byte, without building the whole document.
+
+    Compact grouped documents are written a chunk of groups at a time: the document with no
+    groups gives everything up to the ``groups`` list, which is its last field.
+    """
+    tasks = parts.tasks
+    if indent is None and isinstance(tasks, TaskColumns):
+        dump = _DOC_ADAPTER.dump_json
+        head = dump(_header(parts) | {"groups": []})
+        if head.endswith(b'"groups":[]}') and tasks.param_ids:
+            # each chunk is a JSON list: its items without the brackets, then a comma
+            pieces: list[bytes | memoryview] = [memoryview(head)[:-2]]
+            for lo in range(0, len(tasks.param_ids), _CHUNK_GROUPS):
+                pieces.append(memoryview(dump(_group_records(tasks, lo, lo + _CHUNK_GROUPS)))[1:-1])
+                pieces.append(b",")
+            pieces[-1] = b"]}"
+            return b"".join(pieces).decode()
+    return dump_job_json(encode_job(parts), indent=indent)
 
 
 def dump_job_json(doc: Mapping[str, Any], *, indent: int | None = None) -> str:

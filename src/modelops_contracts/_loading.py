@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import reprlib
+from collections.abc import Iterator
+from itertools import chain, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -229,7 +231,10 @@ def _load_yaml(text: str) -> Any:
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+    result = dict(pairs)
+    if len(result) == len(pairs):  # the common case, decided without a Python-level loop
+        return result
+    result = {}
     for key, value in pairs:
         if key in result:
             raise _Refused(f"duplicate key {bounded_repr(key)}", None)
@@ -237,26 +242,62 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _check_tree(data: Any) -> None:
-    """Depth and value count of parsed JSON, walked without recursion.
+_CONTAINERS = frozenset((dict, list))  # the only container types ``json.loads`` builds
 
-    Only containers go on the stack; scalars are counted where they stand, which keeps the walk
-    cheap for the common document of many small parameter sets.
+
+def _check_tree(data: Any) -> int:
+    """Depth and value count of parsed JSON, walked without recursion; returns the key count.
+
+    A container's values are counted by its length, and one whose values are all scalars (told
+    by their set of types) is not entered; a list of such mappings, the parameter sets of a
+    study, is counted in one go. The stack holds one iterator per level, never a container's
+    worth of entries; children are visited last first, the order of a walk that pushes them all,
+    so the first limit broken is the same.
     """
     count = 1
-    stack: list[tuple[Any, int]] = []
-    if isinstance(data, dict | list):
-        stack.append((data.values() if isinstance(data, dict) else data, 1))
+    keys = 0
+    containers = _CONTAINERS
+    stack: list[tuple[Iterator[Any], int]] = [(iter((data,)), 1)]
     while stack:
-        children, depth = stack.pop()
-        if depth >= MAX_DEPTH and len(children):
-            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", None)
-        for child in children:
-            count += 1
-            if isinstance(child, dict | list):
-                stack.append((child.values() if isinstance(child, dict) else child, depth + 1))
-        if count > MAX_NODES:
-            raise _Refused(f"more than {MAX_NODES:,} values", None)
+        it, depth = stack[-1]
+        for node in it:
+            kind = type(node)
+            if kind is dict:
+                children: Any = node.values()
+                keys += len(children)
+            elif kind is list:
+                children = node
+            else:
+                continue
+            if not children:
+                continue
+            if depth >= MAX_DEPTH:
+                raise _Refused(f"nested deeper than {MAX_DEPTH} levels", None)
+            count += len(children)
+            if count > MAX_NODES:
+                raise _Refused(f"more than {MAX_NODES:,} values", None)
+            if containers.isdisjoint(map(type, children)):
+                continue
+            if kind is list and depth + 1 < MAX_DEPTH and _flat_mappings(children):
+                # its mappings hold scalars only: no limit but the count can be broken below
+                inner = sum(map(len, children))
+                keys += inner
+                count += inner
+                if count > MAX_NODES:
+                    raise _Refused(f"more than {MAX_NODES:,} values", None)
+                continue
+            stack.append((reversed(children), depth + 1))
+            break
+        else:
+            stack.pop()
+    return keys
+
+
+def _flat_mappings(items: list[Any]) -> bool:
+    """Whether ``items`` are all dicts whose values are all scalars (C-level passes)."""
+    return set(map(type, items)) == {dict} and _CONTAINERS.isdisjoint(
+        map(type, chain.from_iterable(map(dict.values, items)))
+    )
 
 
 def parse_json(text: str | bytes, *, what: str) -> Any:
@@ -266,6 +307,9 @@ def parse_json(text: str | bytes, *, what: str) -> Any:
         ContractViolationError: the text is not valid JSON, or breaks a limit.
     """
     _check_size(what, len(text))
+    data = _parse_json_plain(text)
+    if data is not _UNDECIDED:
+        return data
     try:
         data = json.loads(text, object_pairs_hook=_unique_pairs)
         _check_tree(data)
@@ -280,6 +324,59 @@ def parse_json(text: str | bytes, *, what: str) -> Any:
             f"{what} is not valid JSON: {_one_line(err)}", field="file", value=None
         ) from None
     return data
+
+
+_UNDECIDED: Any = object()
+
+
+def _parse_json_plain(text: str | bytes) -> Any:
+    """The document, parsed without a Python call per mapping, when it is certainly fine.
+
+    Duplicate keys are then told by counting: the text has one ``:`` per key it holds (a
+    repeated key is one the parsed mappings no longer have) plus the colons written inside its
+    strings. Those are the colons of the parsed strings when no ``\\u`` escape could have
+    written one, so the counts agree exactly when no key repeats. Anything else (an escape, an
+    error of any kind) is :data:`_UNDECIDED`, left to the exact parse that names the problem.
+    """
+    try:
+        data = json.loads(text)
+        keys = _check_tree(data)
+    except (_Refused, RecursionError, ValueError):
+        return _UNDECIDED
+    if isinstance(text, bytes):  # maybe UTF-16 or -32: only the plain count is safe there
+        return data if text.count(b":") == keys else _UNDECIDED
+    colons = text.count(":")
+    if colons == keys:
+        return data
+    if "\\u" not in text and colons == keys + _colons_in_strings(data):
+        return data
+    return _UNDECIDED
+
+
+def _colons_in_strings(data: Any) -> int:
+    """How many ``:`` the keys and str values of a parsed document hold."""
+    total = 0
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            total += sum(map(str.count, node, repeat(":")))
+            values: Any = node.values()
+        elif type(node) is list:
+            if _flat_mappings(node):  # a list of parameter sets, in C-level passes
+                total += sum(map(str.count, chain.from_iterable(node), repeat(":")))
+                strings = filter(str.__instancecheck__, chain.from_iterable(map(dict.values, node)))
+                total += sum(map(str.count, strings, repeat(":")))
+                continue
+            values = node
+        else:
+            continue
+        for value in values:
+            if type(value) is str:
+                total += value.count(":")
+            elif type(value) in _CONTAINERS:
+                stack.append(value)
+    return total
 
 
 def _yaml_line(text: str | bytes) -> int | None:

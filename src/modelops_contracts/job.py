@@ -12,11 +12,14 @@ This module is the object model; the file format (both encodings, the JSON Schem
 from __future__ import annotations
 
 import json
+import operator
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
+from itertools import accumulate, chain, pairwise
+from types import MappingProxyType
 from typing import Any, overload
 
 from modelops_contracts._job_format import FORMAT_VERSION as FORMAT_VERSION
@@ -24,9 +27,10 @@ from modelops_contracts._job_format import GROUPED_THRESHOLD as GROUPED_THRESHOL
 from modelops_contracts._job_format import (
     Encoding,
     JobParts,
+    TaskColumns,
     TaskGroups,
     decode_job,
-    dump_job_json,
+    dump_job,
     encode_job,
     wants_grouped,
 )
@@ -40,6 +44,7 @@ __all__ = [
     "FORMAT_VERSION",
     "GroupedTasks",
     "SimJob",
+    "TaskBlock",
     "TaskRow",
     "validate_job_id",
 ]
@@ -73,14 +78,60 @@ class TaskRow:
     config: dict[str, Any] | None
 
 
+Spec = tuple[str, tuple[str, ...] | None, dict[str, Any] | None]
+"""What a run of tasks shares besides the bundle: (entrypoint, outputs, config)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskBlock:
+    """Consecutive tasks of a job as parallel lists: the engine's bulk view, no object per task.
+
+    Entry ``i`` of each list belongs to the same task, in :meth:`SimJob.task_rows` order, and
+    together they give exactly that task's :class:`TaskRow`. ``params[i]`` is the parameter
+    set's own mapping in the job, one object for all its replicates (for a grouped job a plain,
+    picklable dict): read it, never change it. (entrypoint, outputs, config) are given once per
+    run of tasks that share them: run ``k`` starts at position ``spec_breaks[k]`` (the first at
+    0) and has ``specs[k]``; a grouped job has one run.
+    """
+
+    task_ids: list[str]
+    param_ids: list[str]
+    replicates: list[int]
+    seeds: list[int]
+    params: list[Mapping[str, Scalar]]
+    spec_breaks: list[int]
+    specs: list[Spec]
+
+    def __len__(self) -> int:
+        return len(self.task_ids)
+
+
 class GroupedTasks(Sequence[SimTask]):
     """Tasks sharing bundle, entrypoint, outputs and config, stored as (parameter set, seeds).
 
-    Iteration and indexing build :class:`SimTask` objects on demand; the seeds of one group must
-    be distinct and the groups' param_ids unique, which makes every task_id unique.
+    The groups are kept as parallel columns (param_ids, parameters, every seed in one list, and
+    the offset of each group's first seed), a few objects for a million tasks. Iteration and
+    indexing build :class:`SimTask` objects on demand, :attr:`groups` builds its view on first
+    use; the seeds of one group must be distinct and the groups' param_ids unique, which makes
+    every task_id unique.
     """
 
-    __slots__ = ("_digest", "_offsets", "bundle_ref", "config", "entrypoint", "groups", "outputs")
+    __slots__ = (
+        "_digest",
+        "_groups",
+        "_ids",
+        "_offsets",
+        "_param_ids",
+        "_params",
+        "_seeds",
+        "bundle_ref",
+        "config",
+        "entrypoint",
+        "outputs",
+    )
+
+    _groups: Sequence[tuple[UniqueParameterSet, Sequence[int]]] | None
+    _offsets: Sequence[int]
 
     def __init__(
         self,
@@ -90,18 +141,85 @@ class GroupedTasks(Sequence[SimTask]):
         config: dict[str, Any] | None,
         groups: Sequence[tuple[UniqueParameterSet, Sequence[int]]],
     ) -> None:
+        self._set(
+            bundle_ref,
+            entrypoint,
+            outputs,
+            config,
+            [params.param_id for params, _ in groups],
+            [params._dict for params, _ in groups],
+            list(chain.from_iterable(seeds for _, seeds in groups)),
+            _offsets([len(seeds) for _, seeds in groups]),
+        )
+        self._groups = groups
+
+    @classmethod
+    def _from_columns(
+        cls,
+        bundle_ref: str,
+        entrypoint: str,
+        outputs: tuple[str, ...] | None,
+        config: dict[str, Any] | None,
+        param_ids: list[str],
+        params: list[dict[str, Scalar]],
+        seeds: list[int],
+        offsets: Sequence[int],
+    ) -> GroupedTasks:
+        """Tasks from columns that are correct by construction (the compile path).
+
+        ``params`` holds canonical dicts, which are never changed. ``offsets`` may be a
+        ``range`` when every group has as many seeds.
+        """
+        tasks = object.__new__(cls)
+        tasks._set(bundle_ref, entrypoint, outputs, config, param_ids, params, seeds, offsets)
+        tasks._groups = None
+        return tasks
+
+    def _set(
+        self,
+        bundle_ref: str,
+        entrypoint: str,
+        outputs: tuple[str, ...] | None,
+        config: dict[str, Any] | None,
+        param_ids: list[str],
+        params: list[dict[str, Scalar]],
+        seeds: list[int],
+        offsets: Sequence[int],
+    ) -> None:
         self.bundle_ref = bundle_ref
         self.entrypoint = entrypoint
         self.outputs = outputs
         self.config = config
-        self.groups = groups
-        self._digest: str | None = None  # content digest, computed once (the tasks never change)
-        offsets = [0]
-        total = 0
-        for _, seeds in groups:
-            total += len(seeds)
-            offsets.append(total)
+        self._param_ids = param_ids
+        self._params = params
+        self._seeds = seeds
         self._offsets = offsets
+        self._digest: str | None = None  # content digest, computed once (the tasks never change)
+        self._ids: TaskIdFactory | None = None
+
+    @property
+    def groups(self) -> Sequence[tuple[UniqueParameterSet, Sequence[int]]]:
+        """(parameter set, seeds) per group, in task order (for a compiled job, built once here)."""
+        if self._groups is None:
+            trusted, seeds, off = UniqueParameterSet._trusted, self._seeds, self._offsets
+            self._groups = [
+                (trusted(params, pid), seeds[off[g] : off[g + 1]])
+                for g, (pid, params) in enumerate(zip(self._param_ids, self._params, strict=True))
+            ]
+        return self._groups
+
+    def columns(self) -> TaskColumns:
+        """The tasks as the grouped encoding's columns (no copy)."""
+        return TaskColumns(
+            self.bundle_ref,
+            self.entrypoint,
+            self.outputs,
+            self.config,
+            self._param_ids,
+            self._params,
+            self._seeds,
+            self._offsets,
+        )
 
     def __len__(self) -> int:
         return self._offsets[-1]
@@ -110,6 +228,13 @@ class GroupedTasks(Sequence[SimTask]):
         return SimTask._trusted(
             self.bundle_ref, self.entrypoint, params, seed, self.outputs, self.config
         )
+
+    def _group_of(self, index: int) -> int:
+        """The group holding task ``index`` (0 <= index < len)."""
+        off = self._offsets
+        if isinstance(off, range):
+            return index // off.step
+        return bisect_right(off, index) - 1
 
     @overload
     def __getitem__(self, index: int) -> SimTask: ...
@@ -123,31 +248,83 @@ class GroupedTasks(Sequence[SimTask]):
             index += n
         if not 0 <= index < n:
             raise IndexError("task index out of range")
-        g = bisect_right(self._offsets, index) - 1
-        params, seeds = self.groups[g]
-        return self._task(params, seeds[index - self._offsets[g]])
+        g = self._group_of(index)
+        if self._groups is not None:
+            params = self._groups[g][0]
+        else:  # a single task need not build the whole groups view
+            params = UniqueParameterSet._trusted(self._params[g], self._param_ids[g])
+        return self._task(params, self._seeds[index])
 
     def __iter__(self) -> Iterator[SimTask]:
         for params, seeds in self.groups:
             for seed in seeds:
                 yield self._task(params, seed)
 
+    def _id_factory(self) -> TaskIdFactory:
+        if self._ids is None:
+            self._ids = TaskIdFactory(self.bundle_ref, self.entrypoint, self.outputs, self.config)
+        return self._ids
+
+    def block(self, start: int, stop: int) -> TaskBlock:
+        """Tasks ``start .. stop - 1`` (``0 <= start <= stop <= len``) as a :class:`TaskBlock`.
+
+        Costs O(stop - start), plus a binary search over the groups when their sizes differ.
+        """
+        spec: Spec = (self.entrypoint, self.outputs, self.config)
+        if start >= stop:
+            return TaskBlock([], [], [], [], [], [], [])
+        off, seeds = self._offsets, self._seeds[start:stop]
+        params: list[Mapping[str, Scalar]]
+        if isinstance(off, range) and off.step == 1:  # one task per parameter set
+            param_ids = self._param_ids[start:stop]
+            replicates = [0] * (stop - start)
+            params = self._params[start:stop]  # type: ignore[assignment]
+        else:
+            param_ids, replicates, params = [], [], []
+            g0, g1 = self._group_of(start), self._group_of(stop - 1) + 1
+            shared = self._params[g0:g1]
+            for g, pid, mapping in zip(range(g0, g1), self._param_ids[g0:g1], shared, strict=True):
+                lo = off[g]
+                a, b = max(start, lo), min(stop, off[g + 1])
+                param_ids += [pid] * (b - a)
+                replicates += range(a - lo, b - lo)
+                params += [mapping] * (b - a)
+        ids = self._id_factory().many(param_ids, seeds)
+        return TaskBlock(ids, param_ids, replicates, seeds, params, [0], [spec])
+
     def rows(self) -> Iterator[TaskRow]:
-        """Engine view: one :class:`TaskRow` per task, task ids hashed from a shared prefix."""
-        make_id = TaskIdFactory(self.bundle_ref, self.entrypoint, self.outputs, self.config)
-        for params, seeds in self.groups:
-            pid = params.param_id
-            for rep, seed in enumerate(seeds):
-                yield TaskRow(
-                    make_id(pid, seed),
-                    pid,
-                    rep,
-                    seed,
-                    params.params,
-                    self.entrypoint,
-                    self.outputs,
-                    self.config,
-                )
+        """Engine view: one :class:`TaskRow` per task, built a block of task ids at a time.
+
+        A row's ``params`` is a read-only view of the set's parameters.
+        """
+        entrypoint, outputs, config = self.entrypoint, self.outputs, self.config
+        for start in range(0, len(self), _ROW_BLOCK):
+            b = self.block(start, min(start + _ROW_BLOCK, len(self)))
+            last: Mapping[str, Scalar] | None = None
+            view: Mapping[str, Scalar] = {}
+            for task_id, pid, rep, seed, params in zip(
+                b.task_ids, b.param_ids, b.replicates, b.seeds, b.params, strict=True
+            ):
+                if params is not last:  # the replicates of a set are consecutive
+                    last, view = params, MappingProxyType(params)
+                yield TaskRow(task_id, pid, rep, seed, view, entrypoint, outputs, config)
+
+
+_ROW_BLOCK = 4_096
+
+
+def _offsets(lengths: list[int]) -> Sequence[int]:
+    """Offsets of groups of these sizes: a ``range`` when they are all equal (and not 0)."""
+    if lengths and lengths[0] > 0 and lengths.count(lengths[0]) == len(lengths):
+        return range(0, lengths[0] * len(lengths) + 1, lengths[0])
+    return list(accumulate(lengths, initial=0))
+
+
+def _block_bounds(start: int, stop: int, n: int) -> tuple[int, int]:
+    start, stop = operator.index(start), operator.index(stop)
+    if start < 0 or stop < start:
+        raise ValueError(f"a task block needs 0 <= start <= stop, got {start}, {stop}")
+    return min(start, n), min(stop, n)
 
 
 class SimJob:
@@ -160,13 +337,14 @@ class SimJob:
         ContractViolationError: bad job_id, no tasks, several bundles, or duplicate task ids.
     """
 
-    __slots__ = ("bundle_ref", "job_id", "metadata", "target_spec", "tasks")
+    __slots__ = ("_replicates", "bundle_ref", "job_id", "metadata", "target_spec", "tasks")
 
     job_id: str
     tasks: Sequence[SimTask]
     metadata: dict[str, Any]
     bundle_ref: str
     target_spec: dict[str, Any] | None
+    _replicates: list[int] | None
 
     def __init__(
         self,
@@ -212,6 +390,7 @@ class SimJob:
         object.__setattr__(self, "metadata", dict(metadata or {}))
         object.__setattr__(self, "bundle_ref", bundle_ref)
         object.__setattr__(self, "target_spec", dict(target_spec) if target_spec else None)
+        object.__setattr__(self, "_replicates", None)  # of a job not grouped, on first need
 
     @classmethod
     def _trusted(
@@ -269,8 +448,9 @@ class SimJob:
         """How many tasks (replicates) the job holds for each param_id, in job order."""
         counts: dict[str, int] = {}
         if isinstance(self.tasks, GroupedTasks):
-            for params, seeds in self.tasks.groups:
-                counts[params.param_id] = counts.get(params.param_id, 0) + len(seeds)
+            off = self.tasks._offsets
+            for g, pid in enumerate(self.tasks._param_ids):
+                counts[pid] = counts.get(pid, 0) + off[g + 1] - off[g]
             return counts
         for task in self.tasks:
             pid = task.params.param_id
@@ -280,6 +460,10 @@ class SimJob:
     def parameter_names(self) -> list[str]:
         """Every parameter name used by some set, in first-seen order."""
         names: dict[str, None] = {}
+        if isinstance(self.tasks, GroupedTasks):
+            for mapping in self.tasks._params:
+                names.update(dict.fromkeys(mapping))
+            return list(names)
         for params in self.parameter_sets().values():
             names.update(dict.fromkeys(params.params))
         return list(names)
@@ -304,6 +488,51 @@ class SimJob:
                 task.outputs,
                 task.config,
             )
+
+    def task_block(self, start: int, stop: int) -> TaskBlock:
+        """Tasks ``start .. stop - 1`` in :meth:`task_rows` order as one :class:`TaskBlock`.
+
+        ``stop`` past the end is cut to :meth:`task_count` (a block past the end is empty). The
+        cost is that of the block's tasks (and a binary search), never of the tasks before it,
+        so consecutive blocks walk a job in linear time.
+
+        Raises:
+            ValueError: ``start`` is negative or ``stop`` is below ``start``.
+        """
+        start, stop = _block_bounds(start, stop, len(self.tasks))
+        if isinstance(self.tasks, GroupedTasks):
+            return self.tasks.block(start, stop)
+        tasks = self.tasks[start:stop]
+        breaks: list[int] = []
+        specs: list[Spec] = []
+        for i, task in enumerate(tasks):
+            spec = (task.entrypoint, task.outputs, task.config)
+            if not specs or spec != specs[-1]:
+                breaks.append(i)
+                specs.append(spec)
+        return TaskBlock(
+            [task.task_id for task in tasks],
+            [task.params.param_id for task in tasks],
+            self._plain_replicates()[start:stop],
+            [task.seed for task in tasks],
+            [task.params.params for task in tasks],
+            breaks,
+            specs,
+        )
+
+    def _plain_replicates(self) -> list[int]:
+        """Replicate index of every task of a job that is not grouped (computed once)."""
+        replicates = self._replicates
+        if replicates is None:
+            counters: dict[str, int] = {}
+            replicates = []
+            for task in self.tasks:
+                pid = task.params.param_id
+                rep = counters.get(pid, 0)
+                counters[pid] = rep + 1
+                replicates.append(rep)
+            object.__setattr__(self, "_replicates", replicates)
+        return replicates
 
     def content_digest(self) -> str:
         """16 hex chars (64-bit BLAKE2b) naming the job's content: its bundle and its tasks.
@@ -357,6 +586,16 @@ class SimJob:
                 field="bundle_ref",
                 value=tasks.bundle_ref,
             )
+        pids, seeds, off = tasks._param_ids, tasks._seeds, tasks._offsets
+        if len(set(pids)) == len(pids) and (
+            (isinstance(off, range) and off.step == 1)
+            or all(len(set(seeds[a:b])) == b - a for a, b in pairwise(off))
+        ):
+            return
+        self._validate_groups(tasks)
+
+    def _validate_groups(self, tasks: GroupedTasks) -> None:
+        """Find the first bad group (the checks of :meth:`_validate_grouped`, one at a time)."""
         pids: set[str] = set()
         for params, seeds in tasks.groups:
             if params.param_id in pids:
@@ -385,23 +624,29 @@ class SimJob:
         Raises:
             ContractViolationError: ``"grouped"`` asked for tasks that cannot be grouped.
         """
+        return encode_job(self._parts(encoding))
+
+    def _parts(self, encoding: Encoding) -> JobParts:
         header = (self.job_id, self.bundle_ref, self.metadata, self.target_spec)
         if wants_grouped(encoding, len(self.tasks)):
             g = _as_grouped(self.tasks)
             if g is not None:
-                groups = TaskGroups(g.bundle_ref, g.entrypoint, g.outputs, g.config, g.groups)
-                return encode_job(JobParts(*header, groups))
+                return JobParts(*header, g.columns())
             if encoding == "grouped":
                 raise ContractViolationError(
                     "grouped encoding needs tasks that share entrypoint, outputs and config",
                     field="encoding",
                     value=encoding,
                 )
-        return encode_job(JobParts(*header, self.tasks))
+        return JobParts(*header, self.tasks)
 
     def to_json(self, *, encoding: Encoding = "auto", indent: int | None = None) -> str:
-        """JSON text of :meth:`to_dict`; ``SimJob.from_json(job.to_json()) == job``."""
-        return dump_job_json(self.to_dict(encoding=encoding), indent=indent)
+        """JSON text of :meth:`to_dict`; ``SimJob.from_json(job.to_json()) == job``.
+
+        Raises:
+            ContractViolationError: ``"grouped"`` asked for tasks that cannot be grouped.
+        """
+        return dump_job(self._parts(encoding), indent=indent)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SimJob:
@@ -425,6 +670,7 @@ class SimJob:
         parts = (
             read_legacy_job(data, stacklevel=stacklevel) if "batches" in data else decode_job(data)
         )
+        assert not isinstance(parts.tasks, TaskColumns)  # decoding gives every task, or groups
         if not isinstance(parts.tasks, TaskGroups):
             return cls(
                 parts.job_id,
@@ -528,6 +774,26 @@ def _hash_content(tasks: Sequence[SimTask]) -> str:
     config = json.dumps(grouped.config, sort_keys=True, separators=(",", ":"))
     header = f"modelops:job:v1|{bundle_digest(grouped.bundle_ref)}|{grouped.entrypoint}|{outputs}|"
     h.update((header + config).encode())
-    for params, seeds in grouped.groups:
-        h.update(f"|{params.param_id}:{','.join(map(str, seeds))}".encode())
+    # "|{param_id}:{seed,seed,...}" per group, fed a chunk of groups at a time
+    pids, seeds, off = grouped._param_ids, grouped._seeds, grouped._offsets
+    step = off.step if isinstance(off, range) else 0  # seeds per group, when all have as many
+    join = ",".join
+    for lo in range(0, len(pids), _DIGEST_CHUNK):
+        hi = min(lo + _DIGEST_CHUNK, len(pids))
+        if step == 1:
+            parts = [f"|{pid}:{seed}" for pid, seed in zip(pids[lo:hi], seeds[lo:hi], strict=True)]
+        elif step:
+            texts = list(map(str, seeds[lo * step : hi * step]))
+            parts = [
+                f"|{pid}:{join(texts[at : at + step])}"
+                for pid, at in zip(pids[lo:hi], range(0, len(texts), step), strict=True)
+            ]
+        else:
+            parts = [
+                f"|{pids[g]}:{join(map(str, seeds[off[g] : off[g + 1]]))}" for g in range(lo, hi)
+            ]
+        h.update("".join(parts).encode())
     return h.hexdigest()
+
+
+_DIGEST_CHUNK = 4_096

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from hashlib import blake2b
 from types import MappingProxyType
 from typing import Any
@@ -135,11 +135,44 @@ def _fast_encoder() -> Any:
 _FAST_ENCODE = _fast_encoder()
 
 
+_PREFIX_HASHER = blake2b(PARAM_ID_PREFIX.encode("utf-8"), digest_size=32)
+
+
 def _hash_canonical(canonical: Mapping[str, Scalar]) -> str:
-    """param_id of already canonical params (the bytes ``json.dumps`` gives with fixed options)."""
-    return blake2b(
-        (PARAM_ID_PREFIX + _FAST_ENCODE(canonical)).encode("utf-8"), digest_size=32
-    ).hexdigest()
+    """param_id of already canonical params (the bytes ``json.dumps`` gives with fixed options).
+
+    The version prefix is hashed once; each call continues from a copy of that state.
+    """
+    h = _PREFIX_HASHER.copy()
+    h.update(_FAST_ENCODE(canonical).encode("utf-8"))
+    return h.hexdigest()
+
+
+def _hash_many(sets: Sequence[Mapping[str, Scalar]]) -> list[str]:
+    """``[_hash_canonical(p) for p in sets]`` for many canonical sets, with less overhead.
+
+    A chunk of sets is encoded as one JSON list and cut into its items at the ``},`` that close
+    them, which is exact when every ``}`` of the text closes a set (no str holds one); a chunk
+    where that fails is hashed set by set.
+    """
+    ids: list[str] = []
+    append = ids.append
+    copy = _PREFIX_HASHER.copy
+    for lo in range(0, len(sets), _HASH_CHUNK):
+        chunk = sets[lo : lo + _HASH_CHUNK]
+        text = _FAST_ENCODE(chunk).encode("utf-8")  # b"[{...},{...}]"
+        if text.count(b"}") != len(chunk):
+            ids += map(_hash_canonical, chunk)
+            continue
+        for item in text[1:-2].split(b"},"):
+            h = copy()
+            h.update(item)
+            h.update(b"}")
+            append(h.hexdigest())
+    return ids
+
+
+_HASH_CHUNK = 4_096
 
 
 def make_param_id(params: Mapping[str, Any]) -> str:
@@ -154,8 +187,9 @@ class UniqueParameterSet(Mapping[str, Scalar]):
     dict hashes it once; everything downstream (seeds, task ids) reuses ``param_id``.
     """
 
-    __slots__ = ("_params", "param_id")
+    __slots__ = ("_dict", "_params", "param_id")
 
+    _dict: dict[str, Scalar]  # the canonical dict behind ``_params``, for bulk readers
     _params: MappingProxyType[str, Scalar]
     param_id: str
 
@@ -169,6 +203,7 @@ class UniqueParameterSet(Mapping[str, Scalar]):
                 field="param_id",
                 value=param_id,
             )
+        object.__setattr__(self, "_dict", canonical)
         object.__setattr__(self, "_params", MappingProxyType(canonical))
         object.__setattr__(self, "param_id", computed)
 
@@ -181,6 +216,7 @@ class UniqueParameterSet(Mapping[str, Scalar]):
     def _trusted(cls, canonical: dict[str, Scalar], param_id: str) -> UniqueParameterSet:
         """Wrap already canonical params and their id without re-hashing (internal fast path)."""
         obj = object.__new__(cls)
+        object.__setattr__(obj, "_dict", canonical)
         object.__setattr__(obj, "_params", MappingProxyType(canonical))
         object.__setattr__(obj, "param_id", param_id)
         return obj

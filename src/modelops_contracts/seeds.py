@@ -39,19 +39,43 @@ def replicate_seeds(param_id: str, n_replicates: int) -> list[int]:
             field="n_replicates",
             value=n_replicates,
         )
-    base = blake2b(f"{param_id}:".encode(), digest_size=8)
-    copy, from_bytes = base.copy, int.from_bytes
-    suffixes = _suffixes(n_replicates)
+    return _seeds_of(param_id, _suffixes(n_replicates)[:n_replicates])
+
+
+def _seeds_of(param_id: str, suffixes: list[bytes]) -> list[int]:
+    """The seeds of one parameter set, one per suffix (``str(i).encode()`` for replicate i)."""
+    copy = blake2b(f"{param_id}:".encode(), digest_size=8).copy
+    from_bytes = int.from_bytes
     seeds: list[int] = []
     append = seeds.append
-    for i in range(n_replicates):
+    for suffix in suffixes:
         h = copy()
-        h.update(suffixes[i])
-        # the low 32 bits of a little-endian integer are its first four bytes
-        append(from_bytes(h.digest()[:4], "little"))
-    if n_replicates > 1 and len(set(seeds)) != n_replicates:
+        h.update(suffix)
+        append(from_bytes(h.digest(), "little") & _MASK)  # the low 32 bits: % 2**32
+    if len(seeds) > 1 and len(set(seeds)) != len(seeds):
         seeds = _resolve_collisions(param_id, seeds)
     return seeds
+
+
+def _flat_seeds(param_ids: list[str], n_replicates: int) -> list[int]:
+    """``replicate_seeds(pid, n_replicates)`` of every param_id, concatenated (compile path)."""
+    seeds: list[int] = []
+    if n_replicates == 1:  # one seed per set, which can never collide
+        copy, from_bytes, append = _EMPTY_HASHER.copy, int.from_bytes, seeds.append
+        for pid in param_ids:
+            h = copy()
+            h.update(f"{pid}:0".encode())
+            append(from_bytes(h.digest(), "little") & _MASK)
+        return seeds
+    suffixes = _suffixes(n_replicates)[:n_replicates]
+    extend = seeds.extend
+    for pid in param_ids:
+        extend(_seeds_of(pid, suffixes))
+    return seeds
+
+
+_MASK = SEED_MODULUS - 1
+_EMPTY_HASHER = blake2b(digest_size=8)
 
 
 _SUFFIXES: list[bytes] = [str(i).encode() for i in range(64)]

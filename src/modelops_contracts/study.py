@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
-from collections.abc import Mapping
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from itertools import accumulate, chain, compress, repeat
+from operator import contains
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from modelops_contracts._base import Contract
 from modelops_contracts._job_format import FORMAT_VERSION
@@ -21,8 +32,8 @@ from modelops_contracts.entrypoint import (
 )
 from modelops_contracts.errors import ContractViolationError
 from modelops_contracts.job import GroupedTasks, SimJob, _content_digest, validate_job_id
-from modelops_contracts.params import Scalar, UniqueParameterSet, _hash_canonical, canonical_params
-from modelops_contracts.seeds import replicate_seeds
+from modelops_contracts.params import Scalar, _hash_canonical, _hash_many, canonical_params
+from modelops_contracts.seeds import _flat_seeds, replicate_seeds
 from modelops_contracts.task import (
     SEED_LIMIT,
     ConfigField,
@@ -41,6 +52,10 @@ _POSITIONAL = (
     "outputs",
     "metadata",
 )
+
+
+_OWNED_SETS: ContextVar[int] = ContextVar("_OWNED_SETS", default=0)
+"""``id`` of a ``parameter_sets`` list just parsed from a JSON file, which nothing else holds."""
 
 
 class DuplicateParameterSetWarning(UserWarning):
@@ -123,7 +138,11 @@ class SimulationStudy(Contract):
             data = dict(data)
             _check_version(data.pop("format_version"))
         sets = data.get("parameter_sets")
-        if isinstance(sets, list) and any(_is_legacy_wrapper(e) for e in sets):
+        if (
+            isinstance(sets, list)
+            and not _plain_dicts(sets)
+            and any(_is_legacy_wrapper(e) for e in sets)
+        ):
             from modelops_contracts.legacy import warn_legacy
 
             warn_legacy(
@@ -146,24 +165,33 @@ class SimulationStudy(Contract):
     def _check_scenario(cls, value: Any) -> str:
         return validate_scenario(value)
 
-    @field_validator("parameter_sets", mode="before")
+    @field_validator("parameter_sets", mode="wrap")
     @classmethod
-    def _check_sets(cls, value: Any) -> list[dict[str, Any]]:
+    def _check_sets(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> list[dict[str, Any]]:
+        # the canonical copies made here are what pydantic's own list[dict] check would give
+        # back (copied once more), so it only runs to report a list that is too short
         if not isinstance(value, list | tuple):
             raise ContractViolationError(
                 f"parameter_sets must be a list, got {type(value).__name__}",
                 field="parameter_sets",
                 value=value,
             )
-        sets = [_canonical_entry(i, entry) for i, entry in enumerate(value)]
-        _check_kinds(sets)
+        sets = _plain_canonical(value, owned=_OWNED_SETS.get() == id(value))
+        if sets is None:
+            sets = [_canonical_entry(i, entry) for i, entry in enumerate(value)]
+            _check_kinds(sets)
+        if not sets:
+            return handler(sets)  # type: ignore[no-any-return]
         return sets
 
     @model_validator(mode="after")
     def _check_size(self) -> SimulationStudy:
         # before anything is built from it: the study is frozen, so this holds for its life
         n = self.n_replicates
-        explicit_sets = sum(1 for entry in self.parameter_sets if _is_explicit(entry))
+        sets = self.parameter_sets
+        explicit_sets = 0
+        if any(map(dict.__contains__, sets, repeat("params"))):  # the canonical sets are dicts
+            explicit_sets = sum(1 for entry in sets if _is_explicit(entry))
         check_task_count(
             explicit_sets + (len(self.parameter_sets) - explicit_sets) * n,
             f" ({len(self.parameter_sets):,} parameter sets x {n:,} replicates)",
@@ -190,8 +218,8 @@ class SimulationStudy(Contract):
 
     def _count(self) -> tuple[int, int]:
         if self._counts is None:
-            groups, _ = self._groups()
-            self._counts = (len(groups), sum(len(seeds) for _, seeds in groups))
+            param_ids, _, seeds, _, _ = self._columns()
+            self._counts = (len(param_ids), len(seeds))
         return self._counts
 
     # -- compile -------------------------------------------------------------------------------
@@ -206,7 +234,7 @@ class SimulationStudy(Contract):
         validate_bundle_ref(bundle_ref)
         if job_id is not None:
             validate_job_id(job_id)
-        groups, merged = self._groups()
+        param_ids, params, seeds, offsets, merged = self._columns()
         if merged:
             warnings.warn(
                 f"{merged} parameter set(s) of the study are identical to an earlier one after "
@@ -215,7 +243,9 @@ class SimulationStudy(Contract):
                 stacklevel=2,
             )
         entrypoint = f"{self.model}/{self.scenario}"
-        tasks = GroupedTasks(bundle_ref, entrypoint, self.outputs, self.config, groups)
+        tasks = GroupedTasks._from_columns(
+            bundle_ref, entrypoint, self.outputs, self.config, param_ids, params, seeds, offsets
+        )
         if job_id is None:
             job_id = _content_job_id(tasks)
         metadata = dict(self.metadata or {})
@@ -231,19 +261,31 @@ class SimulationStudy(Contract):
         target_spec = {"targets": self.targets} if self.targets else None
         return SimJob._trusted(job_id, tasks, metadata, target_spec)
 
-    def _groups(self) -> tuple[list[tuple[UniqueParameterSet, list[int]]], int]:
-        """(parameter set, seeds) per distinct set in first-seen order, and how many merged."""
-        groups: dict[str, tuple[UniqueParameterSet, list[int]]] = {}
-        merged = 0
+    def _columns(
+        self,
+    ) -> tuple[list[str], list[dict[str, Scalar]], list[int], Sequence[int], int]:
+        """The distinct parameter sets in first-seen order as columns, and how many merged.
+
+        (param_ids, parameters, every seed in task order, offset of each set's first seed): the
+        layout of :class:`GroupedTasks`. Each set is hashed once and its seeds derived once.
+        """
+        sets = self.parameter_sets
         n = self.n_replicates
-        for entry in self.parameter_sets:
+        if _plain_dicts(sets):  # no explicit seeds: every set gets n replicates
+            param_ids = _hash_many(sets)
+            if len(set(param_ids)) == len(param_ids):
+                offsets = range(0, len(param_ids) * n + 1, n)
+                return param_ids, list(sets), _flat_seeds(param_ids, n), offsets, 0
+        groups: dict[str, tuple[dict[str, Scalar], list[int]]] = {}
+        merged = 0
+        for entry in sets:
             explicit = _is_explicit(entry)
             params = entry["params"] if explicit else entry
             pid = _hash_canonical(params)
             group = groups.get(pid)
             if group is None:
                 seeds = [entry["seed"]] if explicit else replicate_seeds(pid, n)
-                groups[pid] = (UniqueParameterSet._trusted(params, pid), seeds)
+                groups[pid] = (params, seeds)
                 continue
             existing = group[1]
             wanted = [entry["seed"]] if explicit else replicate_seeds(pid, n)
@@ -251,7 +293,10 @@ class SimulationStudy(Contract):
             if not added:
                 merged += 1
             existing.extend(added)
-        return list(groups.values()), merged
+        values = groups.values()
+        flat = list(chain.from_iterable(seeds for _, seeds in values))
+        offsets_list = list(accumulate((len(seeds) for _, seeds in values), initial=0))
+        return list(groups), [params for params, _ in values], flat, offsets_list, merged
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -289,7 +334,7 @@ class SimulationStudy(Contract):
             ContractViolationError: the text is not valid JSON, breaks a parsing limit, repeats
                 a key, or is not a valid study.
         """
-        return cls._from_document(parse_json(text, what="study file"))
+        return cls._from_document(parse_json(text, what="study file"), parsed_json=True)
 
     @classmethod
     def load(cls, path: str | Path) -> SimulationStudy:
@@ -299,17 +344,27 @@ class SimulationStudy(Contract):
             ContractViolationError: the file cannot be read, is too large, is not valid, or is
                 not a valid study.
         """
-        return cls._from_document(read_document(path, what="study file"))
+        data = read_document(path, what="study file")
+        return cls._from_document(data, parsed_json=Path(path).suffix.lower() == ".json")
 
     @classmethod
-    def _from_document(cls, data: Any) -> SimulationStudy:
+    def _from_document(cls, data: Any, *, parsed_json: bool = False) -> SimulationStudy:
+        """Validate a parsed file; ``parsed_json``: parsed from JSON here, so nothing else holds
+        its parameter sets (JSON has no aliases) and they need not be copied."""
         if not isinstance(data, dict):
             raise ContractViolationError(
                 f"a study file must be a mapping of fields, got {type(data).__name__}",
                 field="study",
                 value=None,
             )
-        return cls.from_dict(data)
+        sets = data.get("parameter_sets")
+        if not parsed_json or type(sets) is not list:
+            return cls.from_dict(data)
+        token = _OWNED_SETS.set(id(sets))
+        try:
+            return cls.from_dict(data)
+        finally:
+            _OWNED_SETS.reset(token)
 
 
 def _check_version(version: Any) -> None:
@@ -357,6 +412,80 @@ def _check_kinds(sets: list[dict[str, Any]]) -> None:
                     field=f"parameter_sets[{index}].{name}",
                     value=value,
                 )
+
+
+_PLAIN_TYPES = frozenset((float, int, str, bool))
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _plain_dicts(sets: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether every entry is a ``dict`` without a ``params`` key (no explicit seed, no legacy
+    wrapper), told without a Python-level loop over the entries."""
+    return set(map(type, sets)) == {dict} and not any(
+        map(dict.__contains__, sets, repeat("params"))
+    )
+
+
+def _plain_canonical(
+    value: list[Any] | tuple[Any, ...], *, owned: bool = False
+) -> list[dict[str, Any]] | None:
+    """Canonical copies of the parameter sets when they are plain dicts of plain scalars.
+
+    This is the common study: str keys; floats, ints, strs and bools; no explicit seeds. Such
+    sets are checked a column at a time (C-level passes over every key and value) instead of
+    one value at a time; the result equals what :func:`_canonical_entry` and
+    :func:`_check_kinds` give. None when a set needs the general path (which also names any
+    error), e.g. a numpy value, a NaN, an int beyond 64 bits or an explicit seed. ``owned``:
+    nothing else holds the dicts (a file just parsed), so they are kept instead of copied.
+    """
+    if not _plain_dicts(value):
+        return None
+    if not {str}.issuperset(map(type, chain.from_iterable(value))):
+        return None
+
+    def values() -> Any:
+        return chain.from_iterable(map(dict.values, value))
+
+    types = set(map(type, values()))
+    if not _PLAIN_TYPES.issuperset(types):
+        return None
+    negative_zero = False
+    if float in types:
+
+        def floats() -> Any:
+            return values() if types == {float} else filter(float.__instancecheck__, values())
+
+        if not math.isfinite(sum(floats())):  # a finite sum has only finite terms
+            return None
+        negative_zero = _has_negative_zero(floats())
+    if int in types:  # bools come along, and are in range
+        if min(filter(int.__instancecheck__, values())) < _INT64_MIN:
+            return None
+        if max(filter(int.__instancecheck__, values())) > _INT64_MAX:
+            return None
+    sets: list[dict[str, Any]] = list(value) if owned else list(map(dict.copy, value))
+    if negative_zero:  # fold -0.0 into 0.0, as canonical_params does, in the sets holding a zero
+        for params in compress(sets, map(contains, map(dict.values, sets), repeat(0.0))):
+            for key, v in params.items():
+                if type(v) is float and v == 0.0:
+                    params[key] = 0.0
+    if len({_KINDS[t] for t in types}) > 1:
+        _check_kinds(sets)
+    return sets
+
+
+_NEGATIVE_ZERO = array("d", [-0.0]).tobytes()  # as a native C double
+
+
+def _has_negative_zero(floats: Iterable[float]) -> bool:
+    """Whether some float is -0.0: the floats as C doubles, searched for its bytes."""
+    raw = array("d", floats).tobytes()
+    at = raw.find(_NEGATIVE_ZERO)
+    while at != -1:
+        if at % 8 == 0:  # a whole double, not the tail of one and the head of the next
+            return True
+        at = raw.find(_NEGATIVE_ZERO, at + 1)
+    return False
 
 
 def _is_explicit(entry: Mapping[str, Any]) -> bool:

@@ -148,6 +148,17 @@ class TaskIdFactory:
         h.update(f"{param_id}|{seed}".encode())
         return h.hexdigest()
 
+    def many(self, param_ids: Iterable[str], seeds: Iterable[int]) -> list[str]:
+        """``[self(pid, seed) for pid, seed in zip(param_ids, seeds)]``, with less overhead."""
+        copy = self._base.copy
+        ids: list[str] = []
+        append = ids.append
+        for pid, seed in zip(param_ids, seeds, strict=True):
+            h = copy()
+            h.update(f"{pid}|{seed}".encode())
+            append(h.hexdigest())
+        return ids
+
 
 def _validate_params(value: Any) -> UniqueParameterSet:
     if isinstance(value, UniqueParameterSet):

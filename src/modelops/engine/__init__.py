@@ -3,6 +3,8 @@
 - :func:`execute` / :class:`Execution`: lock the store, snapshot and check the bundle, register
   the job, run it, release the lock; what ``modelops.run`` and ``JobSubmissionClient`` call.
 - :class:`RunOptions`, :class:`Progress`, :class:`RunSummary`: what goes in and comes out.
+- :func:`source_key` / :func:`finished_summary`: let a re-run of a finished study skip
+  compiling it.
 
 The loop itself (``_driver``) does the I/O; the decisions it takes about lost chunks and chunk
 sizes are pure code in :mod:`modelops.services._policy`.
@@ -16,6 +18,7 @@ from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from modelops.engine._execute import Execution, execute
+    from modelops.engine._memo import finished_summary, source_key
     from modelops.engine._types import Progress, RunOptions, RunSummary
 
 _EXPORTS = {
@@ -24,8 +27,18 @@ _EXPORTS = {
     "RunOptions": "modelops.engine._types",
     "RunSummary": "modelops.engine._types",
     "execute": "modelops.engine._execute",
+    "finished_summary": "modelops.engine._memo",
+    "source_key": "modelops.engine._memo",
 }
 
-__all__ = ["Execution", "Progress", "RunOptions", "RunSummary", "execute"]
+__all__ = [
+    "Execution",
+    "Progress",
+    "RunOptions",
+    "RunSummary",
+    "execute",
+    "finished_summary",
+    "source_key",
+]
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

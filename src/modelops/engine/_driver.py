@@ -19,9 +19,9 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import repeat
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -35,15 +35,97 @@ from modelops.services._base import ChunkBackend
 from modelops.services._events import ChunkDone, ChunkEvent, ChunkRaised, TaskTimedOut, WorkerDied
 from modelops.services._policy import AttemptTracker, ChunkSizer
 from modelops.store import CachedTask, DoneTask, FailedTask, ResultStore
-from modelops_contracts import SimJob, TaskRow
+from modelops_contracts import SimJob
+from modelops_contracts.job import Spec, TaskBlock
 from modelops_contracts.task import bundle_digest
 
 __all__ = ["Driver"]
 
 _BLOCK = 5000  # tasks cache-checked per ledger round trip
 
-_Item = tuple[int, TaskRow]
-"""A task with its position in the job's task order (its key in the ledger)."""
+
+class _Tasks:
+    """Tasks sharing (entrypoint, outputs, config) as parallel columns, from ``start`` on.
+
+    ``seqs`` are the tasks' positions in the job's task order (their keys in the ledger). The
+    driver moves tasks from the job to the workers and back in these, never one object per task.
+    """
+
+    __slots__ = ("param_ids", "params", "replicates", "seeds", "seqs", "spec", "start", "task_ids")
+
+    def __init__(
+        self,
+        spec: Spec,
+        seqs: Sequence[int],
+        task_ids: list[str],
+        param_ids: list[str],
+        replicates: list[int],
+        seeds: list[int],
+        params: list[Any],
+    ) -> None:
+        self.spec = spec
+        self.seqs = seqs
+        self.task_ids = task_ids
+        self.param_ids = param_ids
+        self.replicates = replicates
+        self.seeds = seeds
+        self.params = params
+        self.start = 0
+
+    def __len__(self) -> int:
+        return len(self.task_ids) - self.start
+
+    def _columns(self) -> tuple[Sequence[Any], ...]:
+        return (self.seqs, self.task_ids, self.param_ids, self.replicates, self.seeds, self.params)
+
+    def take(self, n: int) -> _Tasks:
+        """The next ``n`` tasks (this object keeps the rest)."""
+        a, b = self.start, self.start + n
+        self.start = b
+        return _Tasks(self.spec, *(list(column[a:b]) for column in self._columns()))
+
+    def pick(self, positions: Sequence[int]) -> _Tasks:
+        """The tasks at ``positions`` (relative to ``start``)."""
+        a = self.start
+        return _Tasks(
+            self.spec, *([column[a + i] for i in positions] for column in self._columns())
+        )
+
+    def extend(self, other: _Tasks) -> None:
+        """Append ``other``'s tasks (same spec) to these (both taken, so ``start`` is 0)."""
+        for mine, theirs in zip(self._columns(), other._columns(), strict=True):
+            mine.extend(theirs[other.start :])  # type: ignore[attr-defined]
+
+    @classmethod
+    def of_block(cls, block: TaskBlock, start: int, keep: Sequence[int] | None) -> list[_Tasks]:
+        """The block's tasks (or those at ``keep``, sorted), one object per run of a spec."""
+        runs = [*block.spec_breaks, len(block)]
+        out = []
+        for k, spec in enumerate(block.specs):
+            a, b = runs[k], runs[k + 1]
+            picked = range(a, b) if keep is None else [i for i in keep if a <= i < b]
+            if not picked:
+                continue
+            if keep is None and a == 0 and b == len(block):
+                out.append(
+                    cls(
+                        spec, range(start, start + b), block.task_ids, block.param_ids,
+                        block.replicates, block.seeds, block.params,
+                    )
+                )  # fmt: skip
+                continue
+            out.append(
+                cls(
+                    spec,
+                    [start + i for i in picked],
+                    [block.task_ids[i] for i in picked],
+                    [block.param_ids[i] for i in picked],
+                    [block.replicates[i] for i in picked],
+                    [block.seeds[i] for i in picked],
+                    [block.params[i] for i in picked],
+                )
+            )
+        return out
 
 
 @dataclass
@@ -86,8 +168,8 @@ class Driver:
         self.tracker = AttemptTracker(options.retries, options.task_timeout)
         self.progress = Progress(total=job.task_count())
         self.buffer = _Buffer()
-        self.retry: deque[list[_Item]] = deque()
-        self.in_flight: dict[int, tuple[list[_Item], float]] = {}
+        self.retry: deque[_Tasks] = deque()
+        self.in_flight: dict[int, tuple[_Tasks, float]] = {}
         self.packages: dict[str, str] = {}
         self.schemas: dict[str, pa.Schema | None] = {}  # per output, as committed so far
         self.started = time.monotonic()
@@ -95,8 +177,8 @@ class Driver:
         self.remaining = 0
         self.started_backend = False
         self.log_path = store.log_path(job.job_id)
-        self._source: Iterator[TaskRow] = iter(())
-        self._ready: deque[_Item] = deque()
+        self._ready: deque[_Tasks] = deque()
+        self._queued = 0  # tasks in ``_ready``
         self._pulled = 0
         self._resumed = False  # the job was in the ledger before: some tasks may be done
         self._other_results = False  # other jobs have results: cache lookups can hit
@@ -120,39 +202,41 @@ class Driver:
         ledger.set_job_state(job.job_id, "running")
         if self.options.use_cache:
             self._other_results = ledger.has_other_results(job.job_id)
-        self._source = job.task_rows()
         self.remaining = self.progress.total
 
     def _refill(self) -> bool:
         """Queue the next block of tasks that are not done yet; False at the end.
 
         Blocks are checked against the ledger one at a time (a range scan of this job's
-        outcomes, and a cache lookup only when other jobs have results), so every task row is
-        built once and a resumed million-task job never holds its done-set in memory.
+        outcomes, and a cache lookup only when other jobs have results), so a resumed
+        million-task job never holds its done-set in memory.
         """
-        block = list(islice(self._source, _BLOCK))
-        if not block:
-            return False
         start = self._pulled
+        block = self.job.task_block(start, start + _BLOCK)
+        if not len(block):
+            return False
         self._pulled += len(block)
-        items: list[_Item] = list(enumerate(block, start))
+        keep: list[int] | None = None
         if self.options.use_cache:
             job_id = self.job.job_id
             if self._resumed:
                 here = self.ledger.finished_positions(job_id, start, self._pulled)
                 if here:
                     self.progress.cached += len(here)
-                    items = [item for item in items if item[0] not in here]
-            if self._other_results and items:
-                found = self.ledger.cached_elsewhere(job_id, [row.task_id for _, row in items])
+                    keep = [i for i in range(len(block)) if start + i not in here]
+            if self._other_results:
+                ids = block.task_ids
+                candidates = range(len(block)) if keep is None else keep
+                found = self.ledger.cached_elsewhere(job_id, [ids[i] for i in candidates])
                 if found:  # done in another job: recorded as cached in this one
-                    self.buffer.cached.extend(
-                        (seq, r.task_id) for seq, r in items if r.task_id in found
-                    )
-                    self.progress.cached += len(found)
-                    items = [item for item in items if item[1].task_id not in found]
-        self._ready.extend(items)
-        self.remaining = self.progress.total - self._pulled + len(self._ready)
+                    hits = [i for i in candidates if ids[i] in found]
+                    self.buffer.cached.extend((start + i, ids[i]) for i in hits)
+                    self.progress.cached += len(hits)
+                    keep = [i for i in candidates if ids[i] not in found]
+        for tasks in _Tasks.of_block(block, start, keep):
+            self._ready.append(tasks)
+            self._queued += len(tasks)
+        self.remaining = self.progress.total - self._pulled + self._queued
         return True
 
     def _spec(self) -> dict[str, Any]:
@@ -217,49 +301,52 @@ class Driver:
         while self.stop_reason is None and (
             not self.started_backend or self.backend.free_slots() > 0
         ):
-            rows = self._next_chunk()
-            if not rows:
+            tasks = self._next_chunk()
+            if tasks is None:
                 return
-            self._submit(rows)
+            self._submit(tasks)
 
-    def _next_chunk(self) -> list[_Item]:
+    def _next_chunk(self) -> _Tasks | None:
+        """Up to the sizer's number of queued tasks that share a spec (retries first)."""
         if self.retry:
             return self.retry.popleft()
         size = self.sizer.next_size(self.remaining, self.backend.workers)
-        while len(self._ready) < size and self._refill():
+        while self._queued < size and self._refill():
             pass
         ready = self._ready
-        rows = [ready.popleft() for _ in range(min(size, len(ready)))]
-        # a chunk shares entrypoint, outputs and config; cut it where they change
-        for i in range(1, len(rows)):
-            if not _same_spec(rows[i][1], rows[0][1]):
-                ready.extendleft(reversed(rows[i:]))
-                rows = rows[:i]
+        if not ready:
+            return None
+        chunk = ready[0].take(min(size, len(ready[0])))
+        while len(ready[0]) == 0:
+            ready.popleft()
+            if not ready or len(chunk) >= size or ready[0].spec != chunk.spec:
                 break
-        self.remaining -= len(rows)
-        return rows
+            chunk.extend(ready[0].take(min(size - len(chunk), len(ready[0]))))
+        self._queued -= len(chunk)
+        self.remaining -= len(chunk)
+        return chunk
 
-    def _submit(self, rows: list[_Item]) -> None:
+    def _submit(self, tasks: _Tasks) -> None:
         if not self.started_backend:
             self._start_backend()
-        first = rows[0][1]
+        entrypoint, outputs, config = tasks.spec
         spec = ChunkSpec(
             bundle_dir=self.backend.bundle_dir(),
-            entrypoint=first.entrypoint,
-            outputs=first.outputs,
-            config=first.config,
+            entrypoint=entrypoint,
+            outputs=outputs,
+            config=config,
             tasks=ChunkTasks(
-                [r.task_id for _, r in rows],
-                [r.param_id for _, r in rows],
-                [r.replicate for _, r in rows],
-                [r.seed for _, r in rows],
-                [dict(r.params) for _, r in rows],
+                tasks.task_ids,
+                tasks.param_ids,
+                tasks.replicates,
+                tasks.seeds,
+                [p if type(p) is dict else dict(p) for p in tasks.params],
             ),
             log_path=str(self.log_path),
             max_output_bytes=self.options.max_task_output_bytes,
         )
         ticket = self.backend.submit_chunk(spec, task_timeout=self.options.task_timeout)
-        self.in_flight[ticket] = (rows, time.monotonic())
+        self.in_flight[ticket] = (tasks, time.monotonic())
 
     def _start_backend(self) -> None:
         bundles = BundleStore(self.store.root)
@@ -277,15 +364,16 @@ class Driver:
         entry = self.in_flight.pop(event.ticket, None)
         if entry is None:  # its chunk was dropped by stop() while handling this poll's events
             return
-        items, sent = entry
+        tasks, sent = entry
         match event:
             case ChunkDone(value=result):
-                self._done(items, result, time.monotonic() - sent)
+                self._done(tasks, result, time.monotonic() - sent)
             case ChunkRaised(error=error, worker=worker):
-                for item in items:
-                    attempts = self.tracker.finish(item[1].task_id)
+                for i, task_id in enumerate(tasks.task_ids):
+                    attempts = self.tracker.finish(task_id)
                     self._fail(
-                        item,
+                        tasks,
+                        i,
                         "failed",
                         error.type_name,
                         error.message,
@@ -294,34 +382,40 @@ class Driver:
                         worker=worker,
                     )
             case WorkerDied() | TaskTimedOut():
-                self._lost(items, event)
+                self._lost(tasks, event)
 
-    def _done(self, items: list[_Item], result: ChunkResult, wall: float) -> None:
+    def _done(self, tasks: _Tasks, result: ChunkResult, wall: float) -> None:
         self.packages.update(result.packages)
         outcomes = TaskOutcomes.of(result.outcomes)
         durations, errors, worker = outcomes.durations, outcomes.errors, result.worker
-        if len(durations) != len(items):
-            raise RuntimeError(f"a chunk of {len(items)} tasks came back with {len(durations)}")
-        finish, done = self.tracker.finish, self.buffer.done
+        if len(durations) != len(tasks):
+            raise RuntimeError(f"a chunk of {len(tasks)} tasks came back with {len(durations)}")
+        done, seqs, ids = self.buffer.done, tasks.seqs, tasks.task_ids
         before = len(done)
-        for i, (seq, row) in enumerate(items):
-            attempts = finish(row.task_id)
-            error = errors.get(i) if errors else None
-            if error is None:
-                done.append(DoneTask(seq, row.task_id, durations[i], worker, attempts))
-                continue
-            error_type, message, traceback, stderr_tail = error
-            self._fail(
-                (seq, row),
-                "failed",
-                error_type or "Error",
-                message or "",
-                traceback,
-                stderr_tail,
-                attempts,
-                durations[i],
-                worker,
-            )
+        if not errors and not self.tracker.pending():
+            # the common case, without a Python-level step per task: all ran once, all ok
+            done.extend(map(DoneTask, seqs, ids, durations, repeat(worker), repeat(1)))
+        else:
+            finish = self.tracker.finish
+            for i, task_id in enumerate(ids):
+                attempts = finish(task_id)
+                error = errors.get(i)
+                if error is None:
+                    done.append(DoneTask(seqs[i], task_id, durations[i], worker, attempts))
+                    continue
+                error_type, message, traceback, stderr_tail = error
+                self._fail(
+                    tasks,
+                    i,
+                    "failed",
+                    error_type or "Error",
+                    message or "",
+                    traceback,
+                    stderr_tail,
+                    attempts,
+                    durations[i],
+                    worker,
+                )
         self.progress.succeeded += len(done) - before
         for output, table in result.tables.items():
             self.buffer.tables.setdefault(output, []).append(table)
@@ -329,14 +423,15 @@ class Driver:
             self.buffer.nbytes += table.nbytes
         self.sizer.observe_chunk(worker, durations, wall)
 
-    def _lost(self, items: list[_Item], event: WorkerDied | TaskTimedOut) -> None:
+    def _lost(self, tasks: _Tasks, event: WorkerDied | TaskTimedOut) -> None:
         """A worker died or was killed for a timeout: the policy says who runs again."""
-        verdict = self.tracker.lost([row.task_id for _, row in items], event)
-        self.retry.extend([items[i] for i in group] for group in verdict.rerun)
+        verdict = self.tracker.lost(tasks.task_ids, event)
+        self.retry.extend(tasks.pick(group) for group in verdict.rerun)
         for failure in verdict.failures:
             duration = self.options.task_timeout if failure.status == "timeout" else None
             self._fail(
-                items[failure.index],
+                tasks,
+                failure.index,
                 failure.status,
                 failure.error_type,
                 failure.message,
@@ -347,7 +442,8 @@ class Driver:
 
     def _fail(
         self,
-        item: _Item,
+        tasks: _Tasks,
+        i: int,
         status: Literal["failed", "timeout"],
         error_type: str,
         message: str,
@@ -357,11 +453,11 @@ class Driver:
         duration: float | None = None,
         worker: str | None = None,
     ) -> None:
-        seq, row = item
         self.buffer.failed.append(
             FailedTask(
-                seq, row.task_id, row.param_id, row.replicate, row.seed, status, error_type,
-                message, traceback, stderr_tail, attempts, duration, worker,
+                tasks.seqs[i], tasks.task_ids[i], tasks.param_ids[i], tasks.replicates[i],
+                tasks.seeds[i], status, error_type, message, traceback, stderr_tail, attempts,
+                duration, worker,
             )
         )  # fmt: skip
         if status == "timeout":
@@ -498,10 +594,6 @@ class Driver:
             wall_seconds=round(time.monotonic() - self.started, 3),
             store=str(self.store.root),
         )
-
-
-def _same_spec(a: TaskRow, b: TaskRow) -> bool:
-    return a.entrypoint == b.entrypoint and a.outputs == b.outputs and a.config == b.config
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:

@@ -64,6 +64,10 @@ class AttemptTracker:
         self.task_timeout = task_timeout
         self._charged: dict[str, int] = {}
 
+    def pending(self) -> bool:
+        """True while some task has been charged an attempt that has not finished yet."""
+        return bool(self._charged)
+
     def finish(self, task_id: str) -> int:
         """The task ran to an end (success or a model error): its attempts, this one included."""
         if not self._charged:  # no worker died in this run: nothing to look up

@@ -110,6 +110,10 @@ _V3_TABLES = (
     stderr_tail TEXT
 )""",
     "ALTER TABLE commits ADD COLUMN rows TEXT",
+    """CREATE TABLE compiled (
+    source_key TEXT PRIMARY KEY,
+    job_key INTEGER NOT NULL REFERENCES jobs(job_key)
+) WITHOUT ROWID""",
 )
 
 _V2_STATUS = "CASE t.status WHEN 'done' THEN 1 WHEN 'cached' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END"

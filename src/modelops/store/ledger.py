@@ -35,6 +35,8 @@ Schema v3 (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
     shards    (commit_id, output) PK, path UNIQUE (relative to the store root), rows, bytes
     results   rkey INTEGER PK (first 8 bytes of a task id, signed), okey: the cache index,
               pointing at the newest done outcome of the task; a key collision is a miss
+    compiled  source_key PK (digest of a study source as compiled), job_key: lets a re-run
+              of a finished study skip compiling it
 
 Layout choices, for throughput at 10^5-10^6 tasks per job: a task has no row until it has an
 outcome ("pending" is the absence of one, so nothing is registered up front), and a commit
@@ -608,6 +610,30 @@ class Ledger:
                 "DELETE FROM shards WHERE path IN (SELECT value FROM json_each(?))", (wanted,)
             )
         return dropped
+
+    def remember_compiled(self, source_key: str, job_id: str) -> None:
+        """Record that the study source ``source_key`` compiles to the job ``job_id``.
+
+        ``source_key`` is a digest of everything the compile read (see
+        :func:`modelops.engine.source_key`), so a later run of the same source can find its
+        job without compiling it again.
+        """
+        with self._write() as conn:
+            key = self._job_key(conn, job_id)
+            conn.execute(
+                "INSERT OR REPLACE INTO compiled (source_key, job_key) VALUES (?, ?)",
+                (source_key, key),
+            )
+
+    def compiled_job(self, source_key: str) -> JobRecord | None:
+        """The job a study source was compiled to, if this store ran it before."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_key = "
+                "(SELECT job_key FROM compiled WHERE source_key = ?)",
+                (source_key,),
+            ).fetchone()
+        return None if row is None else _job_record(row)
 
     def shard_paths(self) -> set[str]:
         """Relative paths of every recorded shard in the store."""

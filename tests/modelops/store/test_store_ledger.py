@@ -66,7 +66,7 @@ def test_wal_mode_and_schema_version(tmp_path: Path, ledger: Ledger) -> None:
         job_columns = {r[1] for r in raw.execute("PRAGMA table_info(jobs)")}
     finally:
         raw.close()
-    assert tables == {"jobs", "outcomes", "failures", "commits", "shards", "results"}
+    assert tables == {"jobs", "outcomes", "failures", "commits", "shards", "results", "compiled"}
     assert "content_key" in job_columns
 
 
