@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelops.bundle import linked_bundle
-from modelops.engine import Progress, RunOptions, RunSummary, execute
+from modelops.bundle import compute_digest, linked_bundle
 from modelops.runtime.loader import EntrypointCheck, resolve_in_worker
-from modelops.services._base import ChunkBackend
 from modelops.store import (
     ResultStore,
     default_store,
@@ -24,15 +22,20 @@ from modelops_contracts.errors import ContractViolationError, ModelError
 if TYPE_CHECKING:
     import polars as pl
 
+    from modelops.engine import Progress, RunOptions, RunSummary
+    from modelops.services._base import ChunkBackend
     from modelops.store import FailureRecord
 
 __all__ = [
     "JobHandle",
+    "compile_key",
     "compile_study",
     "default_store",
+    "finished_run",
     "job_status",
     "open_existing_store",
     "open_store",
+    "remember_compiled",
     "run",
 ]
 
@@ -122,6 +125,69 @@ def _check_entrypoint(check: EntrypointCheck, timeout: float | None) -> None:
             )
 
 
+def compile_key(
+    study: Path | str,
+    bundle: Path | str = ".",
+    *,
+    store: Path | str | None = None,
+    job_id: str | None = None,
+    base: Path | None = None,
+) -> str | None:
+    """The key under which the store remembers what this study file compiled to.
+
+    A digest of the file's bytes, the bundle's digest, ``job_id``, ``base`` (default: the
+    file's directory) and the ModelOps version: everything compiling depends on. None when the
+    file or the bundle cannot be read (a run then reports why).
+    """
+    from modelops.engine import source_key
+    from modelops_contracts.errors import BundleError
+
+    study = Path(study)
+    store_root = Path(store) if store is not None else default_store()
+    try:
+        data = study.read_bytes()
+        ref = compute_digest(Path(bundle), exclude=[store_root])
+        where = (base if base is not None else study.parent).resolve()
+    except (OSError, BundleError):
+        return None
+    return source_key(data, ref, job_id, str(where))
+
+
+def finished_run(key: str | None, *, store: Path | str | None = None) -> JobHandle | None:
+    """A handle to the complete job that the study file of ``key`` compiled to, if any.
+
+    When that job is complete in the store a re-run has nothing to do: this answers without
+    compiling the study, checking the model or starting a worker. None means: run it.
+    """
+    from modelops.engine import finished_summary
+    from modelops.store._store import LEDGER_FILE
+
+    store_root = Path(store) if store is not None else default_store()
+    if key is None or not (store_root / LEDGER_FILE).is_file():
+        return None
+    result_store = open_existing_store(store_root)
+    summary = finished_summary(result_store, key)
+    if summary is None:
+        result_store.close()
+        return None
+    return JobHandle(summary.job_id, result_store, summary)
+
+
+def remember_compiled(
+    key: str | None, job: SimJob, again: str | None, *, store: Path | str | None = None
+) -> None:
+    """Record that the study file of ``key`` compiled to ``job``.
+
+    ``again`` is :func:`compile_key` taken after compiling: if the file (or the bundle)
+    changed meanwhile the two differ and nothing is recorded, so a key never names a job
+    compiled from other bytes.
+    """
+    if key is None or again != key:
+        return
+    with open_store(Path(store) if store is not None else default_store()) as result_store:
+        result_store.ledger.remember_compiled(key, job.job_id)
+
+
 def run(
     study: SimulationStudy | SimJob | Path | str,
     *,
@@ -146,9 +212,17 @@ def run(
         StoreError: the store is unusable, another run holds it, or ``job_id`` already names
             a different job in it.
     """
+    from modelops.engine import execute  # pyarrow: loaded by the first run, not by compiling
     from modelops.services.local import LocalSimulationService
 
     store_root = Path(store) if store is not None else default_store()
+    source = study if isinstance(study, Path | str) else None
+    key = None
+    if source is not None and (options is None or options.use_cache):
+        key = compile_key(source, bundle, store=store_root, job_id=job_id)
+        handle = finished_run(key, store=store_root)
+        if handle is not None:
+            return handle
     backend = backend or LocalSimulationService(workers)
     backend.warm_up()
     try:
@@ -169,6 +243,9 @@ def run(
         raise
     finally:
         backend.close(kill=True)
+    if key is not None and source is not None:
+        again = compile_key(source, bundle, store=store_root, job_id=job_id)
+        remember_compiled(key, job, again, store=store_root)
     return JobHandle(job.job_id, result_store, summary)
 
 

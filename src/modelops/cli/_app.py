@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from modelops.cli._coerce import Command, Group
 from modelops_contracts.errors import ContractViolationError, ModelOpsError
 
 __all__ = [
@@ -32,6 +33,7 @@ EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="mops",
+    cls=Group,
     help="ModelOps: run simulation studies, cache every task, read the results.",
     no_args_is_help=True,
     add_completion=False,
@@ -65,7 +67,7 @@ def command(*args: Any, app: typer.Typer = app, **kwargs: Any) -> Callable[[F], 
             except KeyboardInterrupt:
                 raise fail("interrupted", EXIT_INTERRUPTED) from None
 
-        app.command(*args, **kwargs)(wrapper)
+        app.command(*args, cls=kwargs.pop("cls", Command), **kwargs)(wrapper)
         return fn
 
     return decorate

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from modelops.cli._app import app, command
+from modelops.cli._coerce import Group
 
-bundle_app = typer.Typer(help="Model code bundles.", no_args_is_help=True)
+bundle_app = typer.Typer(help="Model code bundles.", no_args_is_help=True, cls=Group)
 app.add_typer(bundle_app, name="bundle")
 
 

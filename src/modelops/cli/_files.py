@@ -10,7 +10,6 @@ import typer
 
 from modelops._output import write_output
 from modelops.cli._app import command, fail
-from modelops_contracts.schema import write_schemas
 
 
 @command("schema")
@@ -20,6 +19,8 @@ def schema_command(
     ),
 ) -> None:
     """Write JSON Schemas of the study and job file formats."""
+    from modelops_contracts.schema import write_schemas  # pydantic: loaded on use, not for --help
+
     if directory.exists() and not directory.is_dir():
         raise fail(f"{directory} is a file: give a directory to write the schemas in")
     try:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
 from modelops.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, command, fail
 from modelops_contracts.errors import ContractViolationError
+
+if TYPE_CHECKING:
+    from modelops.api import JobHandle
 
 StoreOption = Annotated[
     Path | None,
@@ -115,7 +119,59 @@ def _run(
     scheduler: str | None,
     json_out: TextIO | None,
 ) -> None:
-    """The body of ``mops run``; with ``json_out`` the summary is written there as JSON."""
+    """The body of ``mops run``; with ``json_out`` the summary is written there as JSON.
+
+    The fork server that workers (and the model check) fork from imports the runtime's stack:
+    it starts first, so it boots while this process loads the study and the engine, and it is
+    killed at the end, so that this process's exit is not held up by the server's own.
+    """
+    from modelops.api import compile_key, finished_run
+    from modelops.services._pool import start_forkserver, stop_forkserver
+    from modelops.services._worker import PRELOAD
+
+    key = None
+    if not no_cache:  # a finished study: nothing to compile, check or start
+        key = compile_key(study, bundle, store=store, job_id=job_id, base=study.parent)
+        done = finished_run(key, store=store)
+        if done is not None:
+            _report(done, json_out)
+            return
+    start_forkserver(PRELOAD)
+    try:
+        _run_job(
+            key,
+            study,
+            bundle,
+            store,
+            workers,
+            retries,
+            task_timeout,
+            max_output,
+            fail_fast,
+            no_cache,
+            job_id,
+            scheduler,
+            json_out,
+        )
+    finally:
+        stop_forkserver()  # after a bad study too: no worker started, nothing may outlive us
+
+
+def _run_job(
+    key: str | None,
+    study: Path,
+    bundle: Path,
+    store: Path | None,
+    workers: int | None,
+    retries: int,
+    task_timeout: float | None,
+    max_output: float,
+    fail_fast: bool,
+    no_cache: bool,
+    job_id: str | None,
+    scheduler: str | None,
+    json_out: TextIO | None,
+) -> None:
     from modelops_contracts import SimulationStudy
 
     as_json = json_out is not None
@@ -123,7 +179,7 @@ def _run(
     # a bad study file fails at once: before the heavy imports, before any worker starts
     spec = SimulationStudy.load(study)
 
-    from modelops.api import compile_study, default_store, run
+    from modelops.api import compile_key, compile_study, default_store, remember_compiled, run
     from modelops.cli._progress import ProgressDisplay
     from modelops.engine import Progress, RunOptions
     from modelops.services import backend_for
@@ -142,35 +198,43 @@ def _run(
         if err.field not in ("workers", "scheduler"):
             raise
         raise fail(f"--{err.field}: {err}") from None
-    backend.warm_up()  # workers boot (or the cluster connects) while the study compiles
-    try:
+    try:  # closed whatever happens: nothing may still be starting workers when we return
+        backend.warm_up()  # workers boot (or the cluster connects) while the study compiles
+        # the engine (pyarrow) loads while the fork server still boots, not after the check
+        importlib.import_module("modelops.engine._execute")
         job = compile_study(spec, bundle, store=store_root, job_id=job_id, base=study.parent)
         if scheduler:  # an unreachable cluster fails here, before the job is registered
             from modelops.services import DaskSimulationService
 
             assert isinstance(backend, DaskSimulationService)
             backend.connect()
-    except BaseException:
-        backend.close(kill=True)
-        raise
-    with ProgressDisplay(job.job_id, quiet=as_json) as display:
-        shown: list[str] = []
+        with ProgressDisplay(job.job_id, quiet=as_json) as display:
+            shown: list[str] = []
 
-        def progress(snapshot: Progress) -> None:
-            link = backend.dashboard_link  # known once a cluster is connected
-            if link and not shown and not as_json:
-                shown.append(link)
-                typer.echo(f"Dask dashboard: {link}", err=True)
-            display(snapshot)
+            def progress(snapshot: Progress) -> None:
+                link = backend.dashboard_link  # known once a cluster is connected
+                if link and not shown and not as_json:
+                    shown.append(link)
+                    typer.echo(f"Dask dashboard: {link}", err=True)
+                display(snapshot)
 
-        handle = run(
-            job,
-            bundle=bundle,
-            store=store_root,
-            options=options,
-            backend=backend,
-            on_progress=progress,
-        )
+            handle = run(
+                job,
+                bundle=bundle,
+                store=store_root,
+                options=options,
+                backend=backend,
+                on_progress=progress,
+            )
+    finally:
+        backend.close(kill=True)  # run() has closed it already, unless it never got that far
+    again = compile_key(study, bundle, store=store_root, job_id=job_id, base=study.parent)
+    remember_compiled(key, job, again, store=store_root)
+    _report(handle, json_out)
+
+
+def _report(handle: JobHandle, json_out: TextIO | None) -> None:
+    """Print a run's summary (as JSON on ``json_out``) and exit with its code."""
     summary = handle.summary
     assert summary is not None
     if json_out is not None:
@@ -202,7 +266,7 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show a job's state, task counts, outputs and provenance."""
-    from modelops.api import job_status, open_existing_store
+    from modelops.store import job_status, open_existing_store
 
     result_store = open_existing_store(store)
     job_id = job or _latest_job(result_store)
@@ -235,8 +299,7 @@ def status_command(
 @command("jobs")
 def jobs_command(store: StoreOption = None) -> None:
     """List the jobs in the store."""
-    from modelops.api import open_existing_store
-    from modelops.store import job_state
+    from modelops.store import job_state, open_existing_store
 
     result_store = open_existing_store(store)
     jobs = result_store.ledger.list_jobs()
@@ -275,7 +338,7 @@ def results_command(
     With --aggregate: one row per parameter set (and --by value) with n, mean, std and
     quantiles 0.05, 0.25, 0.5, 0.75, 0.95 of each numeric column.
     """
-    from modelops.api import job_status, open_existing_store
+    from modelops.store import job_status, open_existing_store
 
     if by and not aggregate:
         raise fail("--by groups the summary: give it with --aggregate")
@@ -327,7 +390,7 @@ def failures_command(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N.")] = 20,
 ) -> None:
     """Show the failed and timed-out tasks of a job with their errors."""
-    from modelops.api import job_status, open_existing_store
+    from modelops.store import job_status, open_existing_store
 
     result_store = open_existing_store(store)
     job_status(result_store, job)
@@ -356,7 +419,7 @@ def cancel_command(
     store: StoreOption = None,
 ) -> None:
     """Ask a running job to stop; finished tasks stay done, and re-running resumes."""
-    from modelops.api import job_status, open_existing_store
+    from modelops.store import job_status, open_existing_store
 
     result_store = open_existing_store(store, readonly=False)
     state = job_status(result_store, job)["state"]

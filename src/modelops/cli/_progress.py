@@ -5,19 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
-from modelops.engine import Progress as RunProgress
+    from modelops.engine import Progress as RunProgress
 
 __all__ = ["ProgressDisplay"]
 
@@ -30,8 +23,12 @@ class ProgressDisplay:
     """
 
     def __init__(self, job_id: str, *, quiet: bool = False) -> None:
-        self.console = Console(stderr=True)
-        self.live = self.console.is_terminal and not quiet
+        self.live = False
+        if not quiet:  # rich is loaded only to draw: not for --json
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+            self.live = self.console.is_terminal
         self.quiet = quiet
         self.job_id = job_id
         self._bar: Progress | None = None
@@ -48,6 +45,15 @@ class ProgressDisplay:
         if not self.live:
             print(f"job {self.job_id}: {total} tasks", file=sys.stderr, flush=True)
             return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -25,7 +25,6 @@ from itertools import repeat
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from modelops.bundle import BundleStore
 from modelops.engine._types import Progress, RunOptions, RunSummary
@@ -521,6 +520,8 @@ class Driver:
             try:
                 out.append(conform(part, schema))
             except OutputTypeError as error:  # values that do not fit the widened type
+                import pyarrow.compute as pc  # rare paths: not loaded at start-up
+
                 message = f"output {output!r}: {error}"
                 for task_id in pc.unique(part.column("task_id")).to_pylist():
                     rejected.setdefault(task_id, message)
@@ -530,6 +531,8 @@ class Driver:
         self, buffer: _Buffer, tables: dict[str, pa.Table], rejected: dict[str, str]
     ) -> None:
         """Fail the ``rejected`` tasks of this commit and drop their rows from every output."""
+        import pyarrow.compute as pc
+
         keys = _task_keys(tables, rejected)  # before their rows go
         ids = pa.array(list(rejected), pa.string())
         for name, table in tables.items():
@@ -632,6 +635,8 @@ def _drop_conflicts(
     Rows of a task that has only nulls in such a column fit (they become nulls of the fixed
     type); the rows of the rejected tasks are dropped later from every output.
     """
+    import pyarrow.compute as pc
+
     task_ids = part.column("task_id")
     for column, fixed in conflicts.items():
         values = part.column(column)

@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelops.model import KEY_COLUMNS
+from modelops.runtime._arrow import pandas_ready
 from modelops.runtime._packages import model_packages
 from modelops.runtime.loader import Runner, load_entrypoint
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask, TaskOutcome
@@ -83,6 +84,7 @@ def run_chunk(spec: ChunkSpec, on_task_start: Callable[[int], None] | None = Non
         worker = f"{socket.gethostname()}:{os.getpid()}"
         try:
             runner = load_entrypoint(spec.bundle_dir, spec.entrypoint)
+            pandas_ready()  # the model may have imported pandas
             runner.check(outputs=spec.outputs, config=spec.config)
             packages = model_packages(str(Path(spec.bundle_dir).resolve()))
         except ModelError as err:

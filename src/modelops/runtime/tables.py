@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from modelops.model import KEY_COLUMNS
+from modelops.runtime._arrow import pandas_ready
 from modelops_contracts.errors import ModelError
 
 __all__ = [
@@ -278,6 +279,7 @@ def _is_a(value: object, library: str, name: str) -> bool:
 
 
 def _from_pandas(output: str, frame: Any) -> pa.Table:
+    pandas_ready()
     for name in frame.columns:
         if not isinstance(name, str):
             raise ModelError(
@@ -319,6 +321,7 @@ def _column(output: str, name: str, column: object) -> pa.Array | pa.ChunkedArra
     if isinstance(column, range):
         return _arrow_call(output, lambda: pa.array(list(column), pa.int64()), name)
     if _is_a(column, "pandas", "Series"):
+        pandas_ready()
         return _arrow_call(output, lambda: pa.array(column), name)
     if _is_a(column, "polars", "Series"):
         return _arrow_call(output, column.to_arrow, name)  # type: ignore[attr-defined]

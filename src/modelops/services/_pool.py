@@ -82,7 +82,7 @@ if TYPE_CHECKING:
 
     _Context: TypeAlias = ForkServerContext | SpawnContext | ForkContext
 
-__all__ = ["TaskFn", "WorkerPool", "run_once"]
+__all__ = ["TaskFn", "WorkerPool", "run_once", "start_forkserver", "stop_forkserver"]
 
 TaskFn: TypeAlias = Callable[[Any, Callable[[int], None]], Any]
 
@@ -98,6 +98,7 @@ _MAX_START_FAILURES = 3
 _ORPHAN_EXIT = 70
 _PARENT_POLL = 0.5
 _PR_SET_PDEATHSIG = 1
+_SERVER_BLOCKS = {signal.SIGTERM, signal.SIGINT}  # signals the fork server starts with blocked
 
 # Shared slot per worker: [ticket being run, position (-1 = none reported), item start time].
 _SLOT_TICKET, _SLOT_POSITION, _SLOT_START = 0, 1, 2
@@ -163,7 +164,7 @@ def _worker_main(
         os.setsid()  # its own group: the model's group signals stay here, and die with it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked in the fork server
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SERVER_BLOCKS)  # blocked in the fork server
     if inherited is not None:
         inherited.close()  # under fork: our copy of the driver's end would hide its death
     _guard_driver(driver_pid, pdeathsig)
@@ -331,12 +332,14 @@ def _dispose(worker: _Worker) -> None:
 
 def _ensure_forkserver() -> None:
     """Start the fork server (if it is not running) with SIGTERM blocked, so a model's
-    ``os.kill(os.getppid(), SIGTERM)`` cannot take it down; restarts one that died."""
+    ``os.kill(os.getppid(), SIGTERM)`` cannot take it down, and SIGINT too, so a Ctrl-C while
+    it is still importing its preload stops the driver without a traceback from the server
+    (once serving, it ignores SIGINT anyway); restarts one that died."""
     from multiprocessing import forkserver, resource_tracker
 
-    # The tracker's first start unblocks SIGTERM in this thread: have it run before blocking.
+    # The tracker's first start unblocks both in this thread: have it run before blocking.
     resource_tracker.ensure_running()
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SERVER_BLOCKS)
     try:
         forkserver.ensure_running()
     finally:
@@ -366,6 +369,35 @@ def _main_not_reimported(method: str) -> Iterator[None]:
         yield
     finally:
         main.__spec__ = saved
+
+
+def start_forkserver(preload: Sequence[str] = ()) -> None:
+    """Start this process's fork server now, importing ``preload`` (and this module), and return
+    at once: it boots while the caller does other work, and the pools started later find it
+    ready. Does nothing if one is running already.
+    """
+    multiprocessing.get_context("forkserver").set_forkserver_preload([*preload, __name__])
+    with _main_not_reimported("forkserver"):
+        _ensure_forkserver()
+
+
+def stop_forkserver() -> None:
+    """Kill this process's fork server, if any, even while it is still booting.
+
+    For the caller of :func:`start_forkserver`, once no worker forked from it is alive (a
+    worker's exit is reported through the server, so a live one would look dead): the server
+    then neither goes on importing its preload after a failed start nor holds this process's
+    exit up (it would exit only after this process, holding its stdout and stderr meanwhile).
+    """
+    from multiprocessing import forkserver
+
+    server: Any = forkserver._forkserver  # the module's singleton; no public way to stop it
+    pid = server._forkserver_pid
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # SIGTERM is blocked in it (see _ensure_forkserver)
+    server._stop()  # closes the alive pipe, reaps the process, forgets its address
 
 
 class WorkerPool:

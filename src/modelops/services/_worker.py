@@ -17,10 +17,10 @@ from modelops.runtime.spec import ChunkResult, ChunkSpec
 
 __all__ = ["PRELOAD", "init_worker", "run_in_worker"]
 
-# Imported once in the fork server, so every worker starts with them. pyarrow imports pandas
-# (when installed) the first time it builds an array, which would cost each fresh worker ~0.5 s
-# on its first chunk. The fork server skips modules that are not installed.
-PRELOAD = ("modelops.runtime.chunk", "pandas")
+# Imported once in the fork server, so every worker starts with them: the runtime and its stack
+# (numpy, pyarrow), not pandas or polars. pyarrow would import pandas the first time it builds
+# an array; init_worker stops that unless the model itself uses pandas.
+PRELOAD = ("modelops.runtime.chunk",)
 
 TASK_FD_LOG_BYTES = 1024 * 1024
 """Most bytes a task may write to file descriptors 1 and 2 (C code, subprocesses) into the job
@@ -30,11 +30,14 @@ _DRAIN_SECONDS = 1.0  # longest wait at a chunk's end for output still in the pi
 
 
 def init_worker() -> None:
-    """Worker initializer: Ctrl-C is the driver's business; model code comes from the snapshot."""
+    """Worker initializer: Ctrl-C is the driver's business; model code comes from the snapshot;
+    pyarrow does not import pandas for a model that does not use it."""
+    from modelops.runtime._arrow import skip_pandas_probe
     from modelops.runtime.loader import isolate_import_path
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     isolate_import_path()
+    skip_pandas_probe()
 
 
 class _FdLog:
