@@ -85,12 +85,21 @@ def compile_study(
         check = EntrypointCheck(
             str(linked),
             job.tasks[0].entrypoint,
-            params=tuple(dict(p.params) for p in job.parameter_sets().values()),
+            params=_distinct_params(job),
             outputs=None if study.outputs is None else tuple(study.outputs),
             config=study.config,
         )
         _check_entrypoint(check, import_timeout)
     return job
+
+
+def _distinct_params(job: SimJob) -> tuple[dict[str, Any], ...]:
+    """Every distinct parameter set as a plain dict, from the job's columns when it has them."""
+    from modelops_contracts.job import GroupedTasks
+
+    if isinstance(job.tasks, GroupedTasks):  # groups are the distinct sets, as plain dicts
+        return tuple(p if type(p) is dict else dict(p) for p in job.tasks.columns().params)
+    return tuple(dict(p.params) for p in job.parameter_sets().values())
 
 
 def _check_entrypoint(check: EntrypointCheck, timeout: float | None) -> None:

@@ -501,10 +501,7 @@ class Ledger:
             )
             base, special, fromhex = key << 32, row_counts.special, bytes.fromhex
             try:  # a non-hex id fails here; the table checks each id's length
-                index = sorted(
-                    (int.from_bytes(fromhex(d.task_id[:16]), "big", signed=True), base | d.seq)
-                    for d in done
-                )
+                index = sorted((_signed(int(d.task_id[:16], 16)), base | d.seq) for d in done)
                 # a generator: rows stream into SQLite, no second copy of the commit in memory
                 cur = conn.executemany(
                     _UPSERT_DONE,
@@ -719,6 +716,11 @@ def _blob(task_id: str) -> bytes:
     if len(blob) != 32:
         raise StoreError(f"task id {task_id[:80]!r} is not 64 hexadecimal digits")
     return blob
+
+
+def _signed(value: int) -> int:
+    """An unsigned 64-bit integer as the signed one with the same 8 bytes."""
+    return value - (1 << 64) if value >> 63 else value
 
 
 def _result_key(task_id: str) -> int:
