@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -68,22 +69,30 @@ def run_command(
     Exit 0 when every task succeeded, 1 when any failed or timed out, 2 on bad input, 130 when
     stopped early by Ctrl-C or `mops cancel` (run the same command again to resume).
     """
+    args = _RunArgs(
+        study, bundle, store, workers, retries, task_timeout, max_output, fail_fast, no_cache,
+        job_id, scheduler,
+    )  # fmt: skip
     json_stdout = _stdout_for_json() if as_json else nullcontext(None)
     with json_stdout as out:
-        _run(
-            study,
-            bundle,
-            store,
-            workers,
-            retries,
-            task_timeout,
-            max_output,
-            fail_fast,
-            no_cache,
-            job_id,
-            scheduler,
-            out,
-        )
+        _run(args, out)
+
+
+@dataclass(frozen=True)
+class _RunArgs:
+    """The flags of ``mops run``, as given."""
+
+    study: Path
+    bundle: Path
+    store: Path | None
+    workers: int | None
+    retries: int
+    task_timeout: float | None
+    max_output: float
+    fail_fast: bool
+    no_cache: bool
+    job_id: str | None
+    scheduler: str | None
 
 
 @contextmanager
@@ -105,20 +114,7 @@ def _stdout_for_json() -> Iterator[TextIO]:
         os.close(saved)
 
 
-def _run(
-    study: Path,
-    bundle: Path,
-    store: Path | None,
-    workers: int | None,
-    retries: int,
-    task_timeout: float | None,
-    max_output: float,
-    fail_fast: bool,
-    no_cache: bool,
-    job_id: str | None,
-    scheduler: str | None,
-    json_out: TextIO | None,
-) -> None:
+def _run(args: _RunArgs, json_out: TextIO | None) -> None:
     """The body of ``mops run``; with ``json_out`` the summary is written there as JSON.
 
     The fork server that workers (and the model check) fork from imports the runtime's stack:
@@ -130,70 +126,45 @@ def _run(
     from modelops.services._worker import PRELOAD
 
     key = None
-    if not no_cache:  # a finished study: nothing to compile, check or start
-        key = compile_key(study, bundle, store=store, job_id=job_id, base=study.parent)
-        done = finished_run(key, store=store)
+    if not args.no_cache:  # a finished study: nothing to compile, check or start
+        key = compile_key(
+            args.study, args.bundle, store=args.store, job_id=args.job_id, base=args.study.parent
+        )
+        done = finished_run(key, store=args.store)
         if done is not None:
             _report(done, json_out)
             return
     start_forkserver(PRELOAD)
     try:
-        _run_job(
-            key,
-            study,
-            bundle,
-            store,
-            workers,
-            retries,
-            task_timeout,
-            max_output,
-            fail_fast,
-            no_cache,
-            job_id,
-            scheduler,
-            json_out,
-        )
+        _run_job(key, args, json_out)
     finally:
         stop_forkserver()  # after a bad study too: no worker started, nothing may outlive us
 
 
-def _run_job(
-    key: str | None,
-    study: Path,
-    bundle: Path,
-    store: Path | None,
-    workers: int | None,
-    retries: int,
-    task_timeout: float | None,
-    max_output: float,
-    fail_fast: bool,
-    no_cache: bool,
-    job_id: str | None,
-    scheduler: str | None,
-    json_out: TextIO | None,
-) -> None:
+def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
     from modelops_contracts import SimulationStudy
 
     as_json = json_out is not None
 
     # a bad study file fails at once: before the heavy imports, before any worker starts
-    spec = SimulationStudy.load(study)
+    spec = SimulationStudy.load(args.study)
 
     from modelops.api import compile_key, compile_study, default_store, remember_compiled, run
     from modelops.cli._progress import ProgressDisplay
     from modelops.engine import Progress, RunOptions
     from modelops.services import backend_for
 
-    store_root = store or default_store()
+    store_root = args.store or default_store()
+    base = args.study.parent
     options = RunOptions(
-        retries=retries,
-        task_timeout=task_timeout,
-        fail_fast=fail_fast,
-        use_cache=not no_cache,
-        max_task_output_bytes=int(max_output * 2**20),
+        retries=args.retries,
+        task_timeout=args.task_timeout,
+        fail_fast=args.fail_fast,
+        use_cache=not args.no_cache,
+        max_task_output_bytes=int(args.max_output * 2**20),
     )
     try:
-        backend = backend_for(scheduler=scheduler or None, workers=workers)
+        backend = backend_for(scheduler=args.scheduler or None, workers=args.workers)
     except ContractViolationError as err:
         if err.field not in ("workers", "scheduler"):
             raise
@@ -202,8 +173,8 @@ def _run_job(
         backend.warm_up()  # workers boot (or the cluster connects) while the study compiles
         # the engine (pyarrow) loads while the fork server still boots, not after the check
         importlib.import_module("modelops.engine._execute")
-        job = compile_study(spec, bundle, store=store_root, job_id=job_id, base=study.parent)
-        if scheduler:  # an unreachable cluster fails here, before the job is registered
+        job = compile_study(spec, args.bundle, store=store_root, job_id=args.job_id, base=base)
+        if args.scheduler:  # an unreachable cluster fails here, before the job is registered
             from modelops.services import DaskSimulationService
 
             assert isinstance(backend, DaskSimulationService)
@@ -220,7 +191,7 @@ def _run_job(
 
             handle = run(
                 job,
-                bundle=bundle,
+                bundle=args.bundle,
                 store=store_root,
                 options=options,
                 backend=backend,
@@ -228,7 +199,7 @@ def _run_job(
             )
     finally:
         backend.close(kill=True)  # run() has closed it already, unless it never got that far
-    again = compile_key(study, bundle, store=store_root, job_id=job_id, base=study.parent)
+    again = compile_key(args.study, args.bundle, store=store_root, job_id=args.job_id, base=base)
     remember_compiled(key, job, again, store=store_root)
     _report(handle, json_out)
 
