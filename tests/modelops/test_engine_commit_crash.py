@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+import modelops
 from modelops.store import ResultStore
 from modelops.store._fs import TEMP_PREFIX
 from modelops_contracts import SimJob
@@ -124,3 +125,11 @@ def test_sigkill_inside_a_100k_task_commit_keeps_rows_exactly_once(tmp_path: Pat
     assert on_disk == recorded  # the killed commits' files were cleaned up
     for path in on_disk:
         pq.read_table(path)
+
+    # 4. the same tasks under another job id come from the cache index, built by those runs
+    other = modelops.run(
+        tmp_path / "study.json", bundle=tmp_path / "bundle", store=store, workers=1,
+        job_id="same-tasks",
+    )  # fmt: skip
+    assert other.summary is not None and other.summary.cached == total
+    assert other.results("summary").height == total

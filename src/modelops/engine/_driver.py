@@ -199,6 +199,7 @@ class Driver:
         if not job_file.exists():
             self.store.write_job_file(job.job_id, job.to_json())
         ledger.set_job_state(job.job_id, "running")
+        ledger.index_commits()  # those of a run that was killed before it could
         if self.options.use_cache:
             self._other_results = ledger.has_other_results(job.job_id)
         self.remaining = self.progress.total
@@ -582,6 +583,7 @@ class Driver:
                 state = "interrupted"
             else:
                 state = "completed"
+        self.ledger.index_commits()  # this run's done tasks join the cross-job cache
         self.ledger.update_job_spec(
             self.job.job_id, {"provenance": {"packages": dict(sorted(self.packages.items()))}}
         )

@@ -97,7 +97,8 @@ _V3_TABLES = (
     duration REAL,
     worker TEXT,
     commit_id INTEGER,
-    rows TEXT
+    rows TEXT,
+    rkey INTEGER
 )""",
     """CREATE TABLE failures (
     okey INTEGER PRIMARY KEY,
@@ -110,6 +111,7 @@ _V3_TABLES = (
     stderr_tail TEXT
 )""",
     "ALTER TABLE commits ADD COLUMN rows TEXT",
+    "ALTER TABLE commits ADD COLUMN indexed INTEGER NOT NULL DEFAULT 0",
     """CREATE TABLE compiled (
     source_key TEXT PRIMARY KEY,
     job_key INTEGER NOT NULL REFERENCES jobs(job_key)
@@ -131,9 +133,9 @@ def _to_v3(conn: sqlite3.Connection) -> None:
     for statement in _V3_TABLES:
         conn.execute(statement)
     conn.execute(
-        "INSERT INTO outcomes (okey, task_id, status, attempts, duration, worker, commit_id, rows) "
-        f"SELECT (t.job_key << 32) | t.seq, mops_blob(t.task_id), {_V2_STATUS}, t.attempts, "
-        "t.duration, t.worker, r.commit_id, r.rows FROM tasks AS t "
+        "INSERT INTO outcomes (okey, task_id, status, attempts, duration, worker, commit_id, rows, "
+        f"rkey) SELECT (t.job_key << 32) | t.seq, mops_blob(t.task_id), {_V2_STATUS}, t.attempts, "
+        "t.duration, t.worker, r.commit_id, r.rows, mops_rkey(t.task_id) FROM tasks AS t "
         "LEFT JOIN results AS r ON r.task_id = t.task_id AND t.status IN ('done', 'cached') "
         "WHERE t.status != 'pending'"
     )
@@ -151,6 +153,7 @@ def _to_v3(conn: sqlite3.Connection) -> None:
         "ON t.task_id = r.task_id AND t.job_key = r.job_key ORDER BY r.commit_id"
     )
     conn.execute("DROP TABLE results_v2")
+    conn.execute("UPDATE commits SET indexed = 1")
     conn.execute("DROP TABLE tasks")
 
 

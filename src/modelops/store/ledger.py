@@ -27,14 +27,16 @@ Schema v3 (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
     outcomes  okey INTEGER PK (job_key << 32 | position of the task in the job), task_id
               (32-byte BLOB), status (1 done, 2 cached, 3 failed, 4 timeout), attempts,
               duration, worker, commit_id (whose shards hold the rows), rows (JSON
-              {output: rows}, NULL when the commit's usual counts apply)
+              {output: rows}, NULL when the commit's usual counts apply), rkey (the task's
+              cache index key)
     failures  okey PK, param_id, replicate, seed, error_type, message, traceback,
               stderr_tail: the last failure of a failed or timed-out task
     commits   commit_id PK, job_key, committed_at, n_done, n_failed, n_cached, rows (the
-              usual {output: rows} of its done tasks)
+              usual {output: rows} of its done tasks), indexed (in the cache index yet)
     shards    (commit_id, output) PK, path UNIQUE (relative to the store root), rows, bytes
     results   rkey INTEGER PK (first 8 bytes of a task id, signed), okey: the cache index,
-              pointing at the newest done outcome of the task; a key collision is a miss
+              pointing at the newest done outcome of the task; a key collision is a miss.
+              Filled by :meth:`Ledger.index_commits` once per run (``commits.indexed``)
     compiled  source_key PK (digest of a study source as compiled), job_key: lets a re-run
               of a finished study skip compiling it
 
@@ -387,6 +389,29 @@ class Ledger:
             ).fetchall()
         return {okey & _SEQ_MASK for (okey,) in rows}
 
+    def index_commits(self) -> int:
+        """Add the done tasks of every commit not yet in the cache index; returns how many.
+
+        Commits do not touch the index (its keys are random, so inserting them commit by commit
+        rewrites pages all over it); a run indexes its commits once, sorted, when it ends, and
+        also at its start, for the commits of a run that was killed. Until then those tasks are
+        only cache misses for other jobs, never wrong hits. Newer commits win.
+        """
+        with self._write() as conn:
+            jobs = conn.execute("SELECT DISTINCT job_key FROM commits WHERE indexed = 0").fetchall()
+            added = 0
+            for (key,) in jobs:
+                cur = conn.execute(
+                    "INSERT OR REPLACE INTO results (rkey, okey) SELECT rkey, okey FROM outcomes "
+                    "WHERE okey >= ? AND okey < ? AND status = 1 AND commit_id IN "
+                    "(SELECT commit_id FROM commits WHERE indexed = 0 AND job_key = ?) "
+                    "ORDER BY rkey, commit_id",
+                    (_okey(key, 0), _okey(key + 1, 0), key),
+                )
+                added += max(cur.rowcount, 0)
+            conn.execute("UPDATE commits SET indexed = 1 WHERE indexed = 0")
+        return added
+
     def has_other_results(self, job_id: str) -> bool:
         """True if tasks of other jobs have outcomes: only then can a cache lookup hit."""
         with self._read() as conn:
@@ -501,20 +526,18 @@ class Ledger:
             )
             base, special, fromhex = key << 32, row_counts.special, bytes.fromhex
             try:  # a non-hex id fails here; the table checks each id's length
-                index = sorted((_signed(int(d.task_id[:16], 16)), base | d.seq) for d in done)
                 # a generator: rows stream into SQLite, no second copy of the commit in memory
                 cur = conn.executemany(
                     _UPSERT_DONE,
                     (
                         (base | d.seq, fromhex(d.task_id), d.attempts, d.duration, d.worker,
-                         commit_id, special.get(d.task_id))
+                         commit_id, special.get(d.task_id), _signed(int(d.task_id[:16], 16)))
                         for d in done
                     ),
                 )  # fmt: skip
             except ValueError as exc:
                 raise StoreError(f"job {job_id}: a done task's id is not hexadecimal") from exc
             _expect(cur.rowcount if done else 0, len(done), "done", job_id)
-            conn.executemany("INSERT OR REPLACE INTO results (rkey, okey) VALUES (?, ?)", index)
             cur = conn.executemany(
                 _UPSERT_FAILED,
                 [(base | f.seq, _blob(f.task_id), _STATUS_CODES[f.status], f.attempts,
@@ -640,11 +663,11 @@ class Ledger:
 
 
 _UPSERT_DONE = (
-    "INSERT INTO outcomes (okey, task_id, status, attempts, duration, worker, commit_id, rows) "
-    "VALUES (?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (okey) DO UPDATE SET status = 1, "
+    "INSERT INTO outcomes (okey, task_id, status, attempts, duration, worker, commit_id, rows, "
+    "rkey) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (okey) DO UPDATE SET status = 1, "
     "attempts = attempts + excluded.attempts, duration = excluded.duration, "
-    "worker = excluded.worker, commit_id = excluded.commit_id, rows = excluded.rows "
-    "WHERE task_id = excluded.task_id"
+    "worker = excluded.worker, commit_id = excluded.commit_id, rows = excluded.rows, "
+    "rkey = excluded.rkey WHERE task_id = excluded.task_id"
 )
 _UPSERT_FAILED = (
     "INSERT INTO outcomes (okey, task_id, status, attempts, duration, worker) "

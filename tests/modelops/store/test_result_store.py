@@ -288,6 +288,7 @@ def test_cross_job_cache(store: ResultStore) -> None:
     add_job(store, "a", a_tasks)
     add_job(store, "b", b_tasks)
     store.commit("a", {"ts": ts_table(a_tasks, value=1.0)}, done(a_tasks, "a"), [])
+    store.ledger.index_commits()  # as the end of job a's run does
 
     shared = {t[0] for t in b_tasks[:2]}
     assert store.ledger.cached_elsewhere("b", [t[0] for t in b_tasks]) == shared
@@ -313,6 +314,7 @@ def test_a_no_cache_rerun_in_another_job_keeps_each_jobs_rows(store: ResultStore
     add_job(store, "c", tasks)
     store.commit("a", {"ts": ts_table(tasks, value=1.0)}, done(tasks, "a"), [])
     store.commit("b", {"ts": ts_table(tasks[:1], value=7.0)}, done(tasks[:1], "b"), [])
+    store.ledger.index_commits()
     frame = store.read_results("a", "ts")
     assert frame.height == 4  # each task once, from the commit job a recorded
     values = dict(frame.group_by("task_id").agg(pl.col("infected").max()).rows())

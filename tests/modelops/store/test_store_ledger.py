@@ -267,6 +267,9 @@ def test_cache_lookups_across_jobs(ledger: Ledger) -> None:
     assert not ledger.has_other_results("b")
     commit(ledger, "a", 1, done=[done_at(i) for i in range(3)])
     assert ledger.has_other_results("b") and not ledger.has_other_results("a")
+    assert ledger.cached_elsewhere("b", [hexid("t", 2)]) == set()  # not indexed yet: a miss
+    assert ledger.index_commits() == 3
+    assert ledger.index_commits() == 0  # each commit once
     assert ledger.cached_elsewhere("b", [t[0] for t in rows(4, start=2)]) == {hexid("t", 2)}
     assert ledger.cached_elsewhere("a", [t[0] for t in rows(4)]) == set()  # its own are not
     assert ledger.finished_positions("b", 0, 4) == set()
@@ -281,16 +284,28 @@ def test_a_cache_key_collision_is_a_miss(ledger: Ledger) -> None:
     ledger.create_job("a", total=1, spec={})
     ledger.create_job("b", total=1, spec={})
     commit(ledger, "a", 1, done=[done_at(0)])
+    ledger.index_commits()
     twin = hexid("t", 0)[:16] + "0" * 48  # same first 8 bytes, another task
     assert ledger.cached_elsewhere("b", [twin]) == set()
     with pytest.raises(StoreError, match="no results in the store"):
         commit(ledger, "b", 2, cached=[(0, twin)])
 
 
+def test_the_index_points_at_the_newest_done_outcome(ledger: Ledger) -> None:
+    for job in ("a", "b", "c"):
+        ledger.create_job(job, total=1, spec={})
+    commit(ledger, "a", 1, done=[done_at(0)])
+    commit(ledger, "b", 2, done=[done_at(0)])  # the same task again, later, in job b
+    ledger.index_commits()  # both unindexed at once: the newer wins
+    commit(ledger, "c", 3, cached=[(0, hexid("t", 0))])
+    assert ledger.result_index("c")[0] == [(hexid("t", 0), 2)]
+
+
 def test_row_counts_usual_and_special(ledger: Ledger) -> None:
     ledger.create_job("j", total=3, spec={})
     counts = RowCounts('{"a":1,"b":2}', {hexid("t", 2): '{"a":5,"b":0}'})
     commit(ledger, "j", 1, done=[done_at(i) for i in range(3)], row_counts=counts)
+    ledger.index_commits()
     assert ledger.output_counts("j") == {"a": 7, "b": 4}
     ledger.create_job("k", total=2, spec={})
     commit(ledger, "k", 2, cached=[(0, hexid("t", 1)), (1, hexid("t", 2))])
