@@ -406,7 +406,7 @@ class Ledger:
                     "WHERE okey >= ? AND okey < ? AND status = 1 AND commit_id IN "
                     "(SELECT commit_id FROM commits WHERE indexed = 0 AND job_key = ?) "
                     "ORDER BY rkey, commit_id",
-                    (_okey(key, 0), _okey(key + 1, 0), key),
+                    (*_span(key), key),
                 )
                 added += max(cur.rowcount, 0)
             conn.execute("UPDATE commits SET indexed = 1 WHERE indexed = 0")
@@ -419,7 +419,7 @@ class Ledger:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM outcomes WHERE okey < ?) "
                 "OR EXISTS (SELECT 1 FROM outcomes WHERE okey >= ?)",
-                (_okey(key, 0), _okey(key + 1, 0)),
+                _span(key),
             ).fetchone()
         return bool(row[0])
 
@@ -432,7 +432,7 @@ class Ledger:
                 "SELECT r.rkey, o.task_id FROM results AS r JOIN outcomes AS o "
                 "ON o.okey = r.okey WHERE r.rkey IN (SELECT value FROM json_each(?)) "
                 "AND (r.okey < ? OR r.okey >= ?)",
-                (json.dumps(list(wanted)), _okey(key, 0), _okey(key + 1, 0)),
+                (json.dumps(list(wanted)), *_span(key)),
             ).fetchall()
         found = set()
         for rkey, blob in rows:
@@ -452,7 +452,7 @@ class Ledger:
             rows = conn.execute(
                 "SELECT status, COUNT(*) FROM outcomes WHERE okey >= ? AND okey < ? "
                 "GROUP BY status",
-                (_okey(key, 0), _okey(key + 1, 0)),
+                _span(key),
             ).fetchall()
         counts: dict[str, int] = dict.fromkeys(TASK_STATUSES, 0)
         for code, n in rows:
@@ -469,7 +469,7 @@ class Ledger:
                 "f.message, f.traceback, f.stderr_tail, o.attempts, o.duration, o.worker "
                 "FROM outcomes AS o JOIN failures AS f ON f.okey = o.okey "
                 "WHERE o.okey >= ? AND o.okey < ? AND o.status >= 3 ORDER BY o.okey LIMIT ?",
-                (_okey(key, 0), _okey(key + 1, 0), -1 if limit is None else limit),
+                (*_span(key), -1 if limit is None else limit),
             ).fetchall()
         return [
             FailureRecord(r[0].hex(), r[1], r[2], seed_from_sql(r[3]), _STATUS_NAMES[r[4]], *r[5:])
@@ -568,7 +568,7 @@ class Ledger:
             rows = conn.execute(
                 "SELECT task_id, commit_id FROM outcomes WHERE okey >= ? AND okey < ? "
                 "AND status <= 2",
-                (_okey(key, 0), _okey(key + 1, 0)),
+                _span(key),
             ).fetchall()
             commits = json.dumps(sorted({commit for _, commit in rows}))
             shards = conn.execute(
@@ -583,7 +583,7 @@ class Ledger:
         totals: dict[str, int] = {}
         with self._read() as conn:
             key = self._job_key(conn, job_id)
-            span = (_okey(key, 0), _okey(key + 1, 0))
+            span = _span(key)
             usual = conn.execute(
                 "SELECT c.rows, n FROM (SELECT commit_id, COUNT(*) AS n FROM outcomes "
                 "WHERE okey >= ? AND okey < ? AND status <= 2 AND rows IS NULL "
@@ -728,6 +728,11 @@ def _connect(target: Path | str, *, uri: bool) -> sqlite3.Connection:
 def _okey(job_key: int, seq: int) -> int:
     """Outcome key: the job in the high 32 bits, the task's position in the low 32."""
     return (job_key << 32) | seq
+
+
+def _span(job_key: int) -> tuple[int, int]:
+    """The outcome keys of one job: ``lo <= okey < hi``."""
+    return _okey(job_key, 0), _okey(job_key + 1, 0)
 
 
 def _blob(task_id: str) -> bytes:
