@@ -148,18 +148,26 @@ def compile_key(
     file's directory) and the ModelOps version: everything compiling depends on. None when the
     file or the bundle cannot be read (a run then reports why).
     """
-    from modelops.engine import source_key
     from modelops_contracts.errors import BundleError
 
-    study = Path(study)
     store_root = Path(store) if store is not None else default_store()
     try:
-        data = study.read_bytes()
         ref = compute_digest(Path(bundle), exclude=[store_root])
-        where = (base if base is not None else study.parent).resolve()
-    except (OSError, BundleError):
+    except BundleError:
         return None
-    return source_key(data, ref, job_id, str(where))
+    return _key_of(Path(study), ref, job_id, base)
+
+
+def _key_of(study: Path, bundle_ref: str, job_id: str | None, base: Path | None) -> str | None:
+    """:func:`compile_key` for a bundle whose digest is known; None if the file is unreadable."""
+    from modelops.engine import source_key
+
+    try:
+        data = study.read_bytes()
+        where = (base if base is not None else study.parent).resolve()
+    except OSError:
+        return None
+    return source_key(data, bundle_ref, job_id, str(where))
 
 
 def finished_run(key: str | None, *, store: Path | str | None = None) -> JobHandle | None:
@@ -183,15 +191,21 @@ def finished_run(key: str | None, *, store: Path | str | None = None) -> JobHand
 
 
 def remember_compiled(
-    key: str | None, job: SimJob, again: str | None, *, store: Path | str | None = None
+    key: str | None,
+    job: SimJob,
+    study: Path | str,
+    *,
+    store: Path | str | None = None,
+    job_id: str | None = None,
+    base: Path | None = None,
 ) -> None:
-    """Record that the study file of ``key`` compiled to ``job``.
+    """Record that ``study``, whose :func:`compile_key` was ``key``, compiled to ``job``.
 
-    ``again`` is :func:`compile_key` taken after compiling: if the file (or the bundle)
-    changed meanwhile the two differ and nothing is recorded, so a key never names a job
-    compiled from other bytes.
+    The key is taken again from the file as it is now and the bundle the job was compiled
+    against: if either changed since ``key`` was taken the two differ and nothing is recorded,
+    so a key never names a job compiled from other bytes.
     """
-    if key is None or again != key:
+    if key is None or _key_of(Path(study), job.bundle_ref, job_id, base) != key:
         return
     with open_store(Path(store) if store is not None else default_store()) as result_store:
         result_store.ledger.remember_compiled(key, job.job_id)
@@ -253,8 +267,7 @@ def run(
     finally:
         backend.close(kill=True)
     if key is not None and source is not None:
-        again = compile_key(source, bundle, store=store_root, job_id=job_id)
-        remember_compiled(key, job, again, store=store_root)
+        remember_compiled(key, job, source, store=store_root, job_id=job_id)
     return JobHandle(job.job_id, result_store, summary)
 
 

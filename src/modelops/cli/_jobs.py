@@ -149,7 +149,7 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
     # a bad study file fails at once: before the heavy imports, before any worker starts
     spec = SimulationStudy.load(args.study)
 
-    from modelops.api import compile_key, compile_study, default_store, remember_compiled, run
+    from modelops.api import compile_study, default_store, remember_compiled, run
     from modelops.cli._progress import ProgressDisplay
     from modelops.engine import Progress, RunOptions
     from modelops.services import backend_for
@@ -199,8 +199,7 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
             )
     finally:
         backend.close(kill=True)  # run() has closed it already, unless it never got that far
-    again = compile_key(args.study, args.bundle, store=store_root, job_id=args.job_id, base=base)
-    remember_compiled(key, job, again, store=store_root)
+    remember_compiled(key, job, args.study, store=store_root, job_id=args.job_id, base=base)
     _report(handle, json_out)
 
 

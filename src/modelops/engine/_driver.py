@@ -81,7 +81,8 @@ class _Tasks:
         """The next ``n`` tasks (this object keeps the rest)."""
         a, b = self.start, self.start + n
         self.start = b
-        return _Tasks(self.spec, *(list(column[a:b]) for column in self._columns()))
+        seqs, *rest = self._columns()
+        return _Tasks(self.spec, list(seqs[a:b]), *(column[a:b] for column in rest))  # type: ignore[arg-type]
 
     def pick(self, positions: Sequence[int]) -> _Tasks:
         """The tasks at ``positions`` (relative to ``start``)."""
@@ -102,28 +103,16 @@ class _Tasks:
         out = []
         for k, spec in enumerate(block.specs):
             a, b = runs[k], runs[k + 1]
-            picked = range(a, b) if keep is None else [i for i in keep if a <= i < b]
-            if not picked:
-                continue
+            whole = cls(
+                spec, range(start, start + len(block)), block.task_ids, block.param_ids,
+                block.replicates, block.seeds, block.params,
+            )  # fmt: skip
             if keep is None and a == 0 and b == len(block):
-                out.append(
-                    cls(
-                        spec, range(start, start + b), block.task_ids, block.param_ids,
-                        block.replicates, block.seeds, block.params,
-                    )
-                )  # fmt: skip
+                out.append(whole)  # the common case: the block's own lists, no copy
                 continue
-            out.append(
-                cls(
-                    spec,
-                    [start + i for i in picked],
-                    [block.task_ids[i] for i in picked],
-                    [block.param_ids[i] for i in picked],
-                    [block.replicates[i] for i in picked],
-                    [block.seeds[i] for i in picked],
-                    [block.params[i] for i in picked],
-                )
-            )
+            picked = range(a, b) if keep is None else [i for i in keep if a <= i < b]
+            if picked:
+                out.append(whole.pick(picked))
         return out
 
 
