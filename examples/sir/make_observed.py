@@ -1,7 +1,7 @@
 """Write ``observed.csv`` (day, cases): one SIR epidemic with known parameters, fixed seed.
 
 The "truth" behind the data is ``beta = 0.3``, ``gamma = 0.1`` (baseline scenario, default
-population 10000 and 10 initial cases, 100 days, seed 20240501). Run ``python make_observed.py``
+population 10000 and 100 initial cases, 100 days, seed 20240501). Run ``python make_observed.py``
 from any directory; the CSV is written next to this script.
 """
 

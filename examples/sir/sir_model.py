@@ -23,7 +23,7 @@ class SIR(Model):
         Parameter("beta", 0.05, 1.0),
         Parameter("gamma", 0.02, 0.5),
         Parameter("population", 100, 1_000_000, kind="int", default=10_000),
-        Parameter("initial_infected", 1, 1000, kind="int", default=10),
+        Parameter("initial_infected", 1, 1000, kind="int", default=100),
     )
     scenarios = (
         Scenario("baseline"),

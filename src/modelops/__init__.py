@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from modelops.api import JobHandle, compile_study, run
+    from modelops.calibration import Calibration, calibrate
     from modelops.client import JobSubmissionClient
     from modelops.engine import RunOptions, RunSummary
     from modelops.model import Model, Parameter, Scenario
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "BundleError": "modelops_contracts",
+    "Calibration": "modelops.calibration",
     "ClusterError": "modelops_contracts",
     "ContractViolationError": "modelops_contracts",
     "JobHandle": "modelops.api",
@@ -54,12 +56,14 @@ _EXPORTS = {
     "StoreError": "modelops_contracts",
     "StudyError": "modelops_contracts",
     "WorkerStartError": "modelops_contracts",
+    "calibrate": "modelops.calibration",
     "compile_study": "modelops.api",
     "run": "modelops.api",
 }
 
 __all__ = [
     "BundleError",
+    "Calibration",
     "ClusterError",
     "ContractViolationError",
     "JobHandle",
@@ -80,6 +84,7 @@ __all__ = [
     "StudyError",
     "WorkerStartError",
     "__version__",
+    "calibrate",
     "compile_study",
     "run",
 ]

@@ -2,9 +2,14 @@
 
 A loss is a function ``f(observed, simulated) -> float`` over numpy arrays: ``observed`` holds
 one value per observed point (shape ``(points,)``) and ``simulated`` one row per replicate
-(shape ``(replicates, points)``; NaN where a replicate has no value for a point). Built-in
-losses may take a third argument, ``trials`` (shape ``(points,)``), for ``binomial_nll``.
+(shape ``(replicates, points)``; NaN where a replicate has no value for a point). Three
+built-in losses take a third argument from their target: ``trials`` (shape ``(points,)``) for
+``binomial_nll``, the ``dispersion`` for ``negbin_nll`` and ``sigma`` for ``gaussian_nll``.
 A user loss is named by import path, ``package.module:function`` or ``package.module.function``.
+
+The negative log-likelihoods (:data:`LIKELIHOOD_LOSSES`) keep their normalizing constants, so
+their values are true ``-log p(y)`` and can be compared across losses and averaged as
+likelihoods (the calibration objective does, see :mod:`modelops.analysis._objective`).
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from modelops_contracts import ContractViolationError
 
 __all__ = [
     "BUILTIN_LOSSES",
+    "LIKELIHOOD_LOSSES",
     "LossFunction",
     "binomial_nll",
+    "gaussian_nll",
     "mean_of_mse",
     "mse_of_mean",
+    "negbin_nll",
     "poisson_nll",
     "resolve_loss",
 ]
@@ -75,12 +83,49 @@ def binomial_nll(observed: np.ndarray, simulated: np.ndarray, trials: np.ndarray
     return float(-np.sum(log_choose + y * np.log(p) + (n - y) * np.log1p(-p)))
 
 
+def negbin_nll(observed: np.ndarray, simulated: np.ndarray, dispersion: float) -> float:
+    """Negative binomial negative log-likelihood of the counts ``y`` with mean ``E[sim]``.
+
+    ``dispersion`` is the size ``k``: the variance is ``mu + mu**2 / k`` (Poisson as ``k`` grows).
+    The mean is floored at 1e-12, as in :func:`poisson_nll`.
+    """
+    from scipy.special import gammaln
+
+    mu = np.maximum(_mean(simulated), _EPS)
+    k, y = dispersion, observed
+    log_pmf = (
+        gammaln(y + k)
+        - gammaln(k)
+        - gammaln(y + 1.0)
+        - k * np.log1p(mu / k)
+        + y * (np.log(mu) - np.log(k + mu))
+    )
+    return float(-np.sum(log_pmf))
+
+
+def gaussian_nll(observed: np.ndarray, simulated: np.ndarray, sigma: float) -> float:
+    """Gaussian negative log-likelihood of ``y`` with mean ``E[sim]`` and a known ``sigma``.
+
+    ``sigma`` is the standard deviation of the observation noise:
+    ``sum(0.5 * log(2 pi sigma**2) + (y - E[sim])**2 / (2 sigma**2))`` over points.
+    """
+    residual = observed - _mean(simulated)
+    variance = float(sigma) ** 2
+    constant = 0.5 * np.log(2.0 * np.pi * variance)
+    return float(np.sum(constant + residual**2 / (2.0 * variance)))
+
+
 BUILTIN_LOSSES: dict[str, LossFunction] = {
     "mse_of_mean": mse_of_mean,
     "mean_of_mse": mean_of_mse,
     "poisson_nll": poisson_nll,
     "binomial_nll": binomial_nll,
+    "negbin_nll": negbin_nll,
+    "gaussian_nll": gaussian_nll,
 }
+
+LIKELIHOOD_LOSSES = frozenset({"poisson_nll", "binomial_nll", "negbin_nll", "gaussian_nll"})
+"""The built-in losses that are a negative log-likelihood summed over points."""
 
 
 def resolve_loss(name: str) -> LossFunction:

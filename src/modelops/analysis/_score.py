@@ -7,6 +7,11 @@ failed or has no results: the losses then cover fewer replicates and should not 
 as-is). It is sorted best (lowest total) first and written to ``<job dir>/scores.parquet``,
 with the targets used in ``scores_targets.json`` beside it.
 
+Each loss sees all of a set's replicates at once, so a likelihood loss here is the plug-in
+form: the likelihood of the data at the replicate mean. The calibration objective,
+:func:`~modelops.analysis.point_losses`, uses the replicate-marginal likelihood instead; its
+module docstring says which form is used when.
+
 Missing points. ``missing_points`` counts, over all targets, the observed points for which no
 replicate of the set has a simulated value. A set with a missing point for a target gets a
 null loss for that target and a null total, so it sorts after every fully scored set: a loss
@@ -17,19 +22,18 @@ other replicates, and the built-in losses use the replicates that have a value.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelops._output import write_output
 from modelops.analysis._aggregate import reading_results
 from modelops.analysis._losses import LossFunction, resolve_loss
-from modelops.analysis._targets import Target, targets_from_dicts
+from modelops.analysis._targets import Target, observed_numbers, targets_from_dicts
 from modelops.store import read_job, resolve_job
 from modelops_contracts import ContractViolationError
 
@@ -41,10 +45,13 @@ if TYPE_CHECKING:
 __all__ = [
     "SCORES_FILE",
     "TARGETS_FILE",
+    "ReplicateMatrix",
+    "call_loss",
     "load_scored_targets",
     "load_scores",
     "observed_numbers",
     "score",
+    "target_matrices",
 ]
 
 SCORES_FILE = "scores.parquet"
@@ -135,10 +142,48 @@ def load_scored_targets(store: ResultStore, job_id: str) -> list[Target]:
     return targets_from_dicts(declared, base=Path(spec.get("base", ".")))
 
 
-def _target_scores(
-    store: ResultStore, job_id: str, target: Target, param_ids: Iterable[str]
-) -> dict[str, _SetScore]:
-    """Each parameter set's score against one target (every id in ``param_ids`` present)."""
+@dataclass(frozen=True)
+class ReplicateMatrix:
+    """One parameter set's simulated values at a target's observed points, by replicate.
+
+    ``simulated`` has one row per replicate that has a value at some observed point, in
+    ascending replicate index (``replicates``), never in the order the rows were stored, so the
+    same results give the same matrix, bit for bit, however many workers wrote them. It is NaN
+    where a replicate has no value for a point. ``arguments`` are what the loss takes after
+    ``(observed, simulated)`` (:meth:`Target.loss_arguments`).
+    """
+
+    observed: np.ndarray  # (points,)
+    simulated: np.ndarray  # (replicates, points)
+    replicates: np.ndarray  # (replicates,) int64
+    trials: np.ndarray | None  # (points,), when the target names a trials column
+    arguments: tuple[Any, ...]
+
+    @property
+    def missing(self) -> int:
+        """Observed points no replicate simulated."""
+        return int(np.all(np.isnan(self.simulated), axis=0).sum())
+
+
+def target_matrices(
+    store: ResultStore,
+    job_id: str,
+    target: Target,
+    param_ids: Iterable[str],
+    *,
+    first_replicate: int = 0,
+) -> dict[str, ReplicateMatrix]:
+    """Each parameter set's :class:`ReplicateMatrix` for one target, for every id of ``param_ids``.
+
+    A set with no results at the observed points gets a matrix of no rows. Replicates whose
+    index is below ``first_replicate`` are left out (a re-evaluation on new replicates of a
+    job that also holds the earlier ones).
+
+    Raises:
+        ContractViolationError: the output lacks a target column, or an observed value (or
+            trials value) is not a number.
+        StoreError: the job has no results for the target's output, or a shard cannot be read.
+    """
     import polars as pl
 
     observed = target.read_observed().with_row_index("_point")
@@ -151,62 +196,75 @@ def _target_scores(
             f"target {target.name!r}: output {target.output!r} has no column(s) "
             f"{', '.join(missing)}"
         )
-    keys = observed.select([*target.on, "_point"]).lazy()
-    keys = keys.with_columns([pl.col(c).cast(schema[c]) for c in target.on])
-    columns = ["param_id", "task_id", *target.on, pl.col(target.value).cast(pl.Float64)]
-    if target.on:
-        joined_lazy = lazy.select(columns).join(keys, on=list(target.on), how="inner")
-    else:  # a scalar target: one observed row against every simulated row
-        joined_lazy = lazy.select(columns).join(keys, how="cross")
-    with reading_results(job_id, target.output):
-        joined = joined_lazy.select(["param_id", "task_id", "_point", target.value]).collect(
-            engine="streaming"
-        )
     y = observed_numbers(observed, target.observed, target)
     trials = observed_numbers(observed, target.trials, target) if target.trials else None
-    fn = resolve_loss(target.loss)
-    wants_trials = target.trials is not None and len(inspect.signature(fn).parameters) >= 3
-    unsimulated = _SetScore(loss=None, replicates=0, missing=len(y))
-    result = dict.fromkeys(param_ids, unsimulated)
+    arguments = target.loss_arguments(observed)
+    keys = observed.select([*target.on, "_point"]).lazy()
+    keys = keys.with_columns([pl.col(c).cast(schema[c]) for c in target.on])
+    columns = [
+        "param_id",
+        "task_id",
+        "replicate",
+        *target.on,
+        pl.col(target.value).cast(pl.Float64),
+    ]
+    rows = lazy.select(columns)
+    if first_replicate:
+        rows = rows.filter(pl.col("replicate") >= first_replicate)
+    if target.on:
+        rows = rows.join(keys, on=list(target.on), how="inner")
+    else:  # a scalar target: one observed row against every simulated row
+        rows = rows.join(keys, how="cross")
+    with reading_results(job_id, target.output):
+        joined = rows.select(["param_id", "task_id", "replicate", "_point", target.value]).collect(
+            engine="streaming"
+        )
+    # a set's matrix rows are its tasks in replicate order (ties, never within one job, by task
+    # id), whatever order the rows were stored in
+    tasks = (
+        joined.select(["param_id", "replicate", "task_id"])
+        .unique()
+        .sort(["param_id", "replicate", "task_id"])
+        .with_columns(pl.int_range(pl.len()).over("param_id").alias("_row"))
+    )
+    joined = joined.select(["task_id", "_point", target.value]).join(
+        tasks, on="task_id", how="inner", maintain_order="left"
+    )
+    empty = np.full((0, len(y)), np.nan)
+    result = {
+        pid: ReplicateMatrix(y, empty, np.zeros(0, np.int64), trials, arguments)
+        for pid in param_ids
+    }
+    replicates = {
+        str(pid): group["replicate"].to_numpy()
+        for (pid,), group in tasks.partition_by("param_id", as_dict=True).items()
+    }
     for (pid,), group in joined.partition_by("param_id", as_dict=True).items():
-        tasks = group["task_id"].unique(maintain_order=True).to_list()
-        matrix = np.full((len(tasks), len(y)), np.nan)
-        row = {task: i for i, task in enumerate(tasks)}
-        rows = np.array([row[t] for t in group["task_id"].to_list()], dtype=np.int64)
-        matrix[rows, group["_point"].to_numpy()] = group[target.value].to_numpy()
-        gaps = int(np.all(np.isnan(matrix), axis=0).sum())  # points no replicate simulated
-        if gaps:
-            result[str(pid)] = _SetScore(loss=None, replicates=len(tasks), missing=gaps)
-            continue
-        args = [y, matrix, *([trials] if wants_trials and trials is not None else [])]
-        result[str(pid)] = _SetScore(_call_loss(fn, args, target), len(tasks), 0)
+        indices = replicates[str(pid)]
+        matrix = np.full((len(indices), len(y)), np.nan)
+        points = group["_point"].to_numpy()
+        matrix[group["_row"].to_numpy(), points] = group[target.value].to_numpy()
+        result[str(pid)] = ReplicateMatrix(y, matrix, indices, trials, arguments)
     return result
 
 
-def observed_numbers(observed: pl.DataFrame, column: str, target: Target) -> np.ndarray:
-    """An observed column as floats; a value that is not a number is the user's error.
-
-    Raises:
-        ContractViolationError: the column holds something that is not a number.
-    """
-    import polars as pl
-
-    try:
-        return observed[column].cast(pl.Float64).to_numpy()
-    except pl.exceptions.PolarsError:
-        bad = (
-            observed[column].cast(pl.Float64, strict=False).is_null()
-            & observed[column].is_not_null()
-        )
-        example = observed[column].filter(bad).head(1).to_list()
-        shown = f": {str(example[0])[:40]!r}" if example else ""
-        raise ContractViolationError(
-            f"target {target.name!r}: column {column!r} of {target.data.name} must hold "
-            f"numbers, found {observed[column].dtype}{shown}"
-        ) from None
+def _target_scores(
+    store: ResultStore, job_id: str, target: Target, param_ids: Iterable[str]
+) -> dict[str, _SetScore]:
+    """Each parameter set's score against one target (every id in ``param_ids`` present)."""
+    fn = resolve_loss(target.loss)
+    result: dict[str, _SetScore] = {}
+    for pid, m in target_matrices(store, job_id, target, param_ids).items():
+        replicates, gaps = len(m.replicates), m.missing
+        if gaps:
+            result[pid] = _SetScore(loss=None, replicates=replicates, missing=gaps)
+        else:
+            loss = call_loss(fn, [m.observed, m.simulated, *m.arguments], target)
+            result[pid] = _SetScore(loss, replicates, 0)
+    return result
 
 
-def _call_loss(fn: LossFunction, args: list[np.ndarray], target: Target) -> float:
+def call_loss(fn: LossFunction, args: Sequence[Any], target: Target) -> float:
     """Call a loss; whatever a user loss raises, or a non-number it returns, is a user error.
 
     Raises:

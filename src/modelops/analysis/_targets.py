@@ -12,26 +12,41 @@ A targets file looks like::
         loss: poisson_nll        # built-in name or module:function [default: mse_of_mean]
         weight: 1.0              # weight in the total [default: 1]
         trials: tested           # observed column of trials (binomial_nll only)
+        dispersion: 10           # negative binomial size k, > 0 (negbin_nll only, required)
+        sigma: 2.5               # Gaussian standard deviation, > 0 (gaussian_nll only, required)
+
+The loss receives ``(observed, simulated)`` and, for the losses that take one, a third argument:
+``trials`` for ``binomial_nll`` (and for a user loss of three or more parameters when ``trials``
+is set), ``dispersion`` for ``negbin_nll``, ``sigma`` for ``gaussian_nll``
+(:meth:`Target.loss_arguments` decides, for every caller).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelops.analysis._losses import resolve_loss
+from modelops.analysis._losses import BUILTIN_LOSSES, resolve_loss
 from modelops_contracts import ContractViolationError, bounded_repr, restore_on_key
 from modelops_contracts._loading import read_document
 
 if TYPE_CHECKING:
+    import numpy as np
     import polars as pl
 
-__all__ = ["Target", "load_targets", "targets_from_dicts"]
+__all__ = ["Target", "load_targets", "observed_numbers", "targets_from_dicts"]
 
-_FIELDS = {"name", "output", "data", "on", "value", "observed", "loss", "weight", "trials"}
+_FIELDS = {
+    "name", "output", "data", "on", "value", "observed", "loss", "weight", "trials",
+    "dispersion", "sigma",
+}  # fmt: skip
+
+_LOSS_PARAMETERS = {"dispersion": "negbin_nll", "sigma": "gaussian_nll"}
+"""Each target field that is a loss's parameter, and the one loss it belongs to."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,14 @@ class Target:
     loss: str = "mse_of_mean"
     weight: float = 1.0
     trials: str | None = field(default=None)
+    dispersion: float | None = None
+    sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        where = f"target {bounded_repr(self.name)}"
+        for name in _LOSS_PARAMETERS:
+            value = _loss_parameter(self.loss, name, getattr(self, name), where)
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict that :func:`targets_from_dicts` reads back."""
@@ -86,13 +109,66 @@ class Target:
             )
         return frame
 
+    def loss_arguments(self, observed: pl.DataFrame) -> tuple[Any, ...]:
+        """What the loss takes after ``(observed, simulated)``, from :meth:`read_observed`'s frame.
+
+        ``(trials,)`` for ``binomial_nll``, ``(dispersion,)`` for ``negbin_nll``, ``(sigma,)``
+        for ``gaussian_nll``, nothing for the other built-ins; a user loss gets ``(trials,)``
+        when the target names a trials column and the function has three or more parameters.
+        Every caller (:func:`~modelops.analysis.score`, the calibration objective) calls the
+        loss as ``fn(observed, simulated, *target.loss_arguments(frame))``.
+
+        Raises:
+            ContractViolationError: the trials column holds something that is not a number.
+        """
+        if self.loss == "negbin_nll":
+            return (self.dispersion,)
+        if self.loss == "gaussian_nll":
+            return (self.sigma,)
+        if self.trials is None:
+            return ()
+        if self.loss == "binomial_nll" or (
+            self.loss not in BUILTIN_LOSSES and _positional_count(resolve_loss(self.loss)) >= 3
+        ):
+            return (observed_numbers(observed, self.trials, self),)
+        return ()
+
+
+def observed_numbers(observed: pl.DataFrame, column: str, target: Target) -> np.ndarray:
+    """An observed column as floats; a value that is not a number is the user's error.
+
+    Raises:
+        ContractViolationError: the column holds something that is not a number.
+    """
+    import polars as pl
+
+    try:
+        return observed[column].cast(pl.Float64).to_numpy()
+    except pl.exceptions.PolarsError:
+        bad = (
+            observed[column].cast(pl.Float64, strict=False).is_null()
+            & observed[column].is_not_null()
+        )
+        example = observed[column].filter(bad).head(1).to_list()
+        shown = f": {str(example[0])[:40]!r}" if example else ""
+        raise ContractViolationError(
+            f"target {target.name!r}: column {column!r} of {target.data.name} must hold "
+            f"numbers, found {observed[column].dtype}{shown}"
+        ) from None
+
+
+def _positional_count(fn: Any) -> int:
+    """How many parameters a user loss declares (as the scoring has always counted them)."""
+    return len(inspect.signature(fn).parameters)
+
 
 def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) -> list[Target]:
     """Targets from plain dicts (a file's ``targets:`` list); ``data`` is relative to ``base``.
 
     Raises:
         ContractViolationError: a field is missing, unknown or of the wrong type, a weight is
-            negative or not finite, a name repeats, or the loss cannot be resolved.
+            negative or not finite, a name repeats, the loss cannot be resolved, or a
+            ``dispersion``/``sigma`` is missing for its loss, given for another, or not > 0.
     """
     targets: list[Target] = []
     for index, item in enumerate(items):
@@ -116,6 +192,8 @@ def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) 
         if loss == "binomial_nll" and not item.get("trials"):
             raise ContractViolationError(f"{where}: binomial_nll needs a 'trials' column")
         weight = _weight(item.get("weight", 1.0), where)
+        dispersion = _loss_parameter(loss, "dispersion", item.get("dispersion"), where)
+        sigma = _loss_parameter(loss, "sigma", item.get("sigma"), where)
         data = Path(str(item["data"]))
         targets.append(
             Target(
@@ -128,6 +206,8 @@ def targets_from_dicts(items: Sequence[Mapping[str, Any]], base: Path = Path()) 
                 loss=loss,
                 weight=weight,
                 trials=str(item["trials"]) if item.get("trials") else None,
+                dispersion=dispersion,
+                sigma=sigma,
             )
         )
     names = [t.name for t in targets]
@@ -160,6 +240,33 @@ def _weight(value: Any, where: str) -> float:
             field="weight",
         )
     return weight
+
+
+def _loss_parameter(loss: str, name: str, value: Any, where: str) -> float | None:
+    """A ``dispersion`` or ``sigma``: required by its loss, refused on any other, > 0 and finite.
+
+    None (the field absent) is what every other loss has.
+    """
+    owner = _LOSS_PARAMETERS[name]
+    if value is None:
+        if loss == owner:
+            raise ContractViolationError(
+                f"{where}: {owner} needs '{name}', a finite number > 0", field=name
+            )
+        return None
+    if loss != owner:
+        raise ContractViolationError(
+            f"{where}: '{name}' is only for loss {owner}, not {bounded_repr(loss)}", field=name
+        )
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ContractViolationError(
+            f"{where}: {name} must be a finite number > 0, got {bounded_repr(value)}", field=name
+        )
+    return number
 
 
 def load_targets(path: Path | str) -> list[Target]:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from modelops.cli import _analysis, _bundle, _files, _jobs, _sample  # noqa: F401  (registers commands)
+from modelops.cli import (  # noqa: F401  (registers commands)
+    _analysis,
+    _bundle,
+    _calibrate,
+    _files,
+    _jobs,
+    _sample,
+)
 from modelops.cli._app import app, run_app
 
 __all__ = ["app", "main"]

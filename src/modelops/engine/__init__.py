@@ -2,6 +2,7 @@
 
 - :func:`execute` / :class:`Execution`: lock the store, snapshot and check the bundle, register
   the job, run it, release the lock; what ``modelops.run`` and ``JobSubmissionClient`` call.
+- :class:`Session`: many jobs in a row on one backend under one lock (a calibration's rounds).
 - :class:`RunOptions`, :class:`Progress`, :class:`RunSummary`: what goes in and comes out.
 - :func:`source_key` / :func:`finished_summary`: let a re-run of a finished study skip
   compiling it.
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from modelops.engine._execute import Execution, execute
+    from modelops.engine._execute import Execution, Session, execute
     from modelops.engine._memo import finished_summary, source_key
     from modelops.engine._types import Progress, RunOptions, RunSummary
 
@@ -26,6 +27,7 @@ _EXPORTS = {
     "Progress": "modelops.engine._types",
     "RunOptions": "modelops.engine._types",
     "RunSummary": "modelops.engine._types",
+    "Session": "modelops.engine._execute",
     "execute": "modelops.engine._execute",
     "finished_summary": "modelops.engine._memo",
     "source_key": "modelops.engine._memo",
@@ -36,6 +38,7 @@ __all__ = [
     "Progress",
     "RunOptions",
     "RunSummary",
+    "Session",
     "execute",
     "finished_summary",
     "source_key",

@@ -145,8 +145,11 @@ class Driver:
         backend: ChunkBackend,
         options: RunOptions,
         on_progress: Callable[[Progress], None] | None,
+        *,
+        keep_backend: bool = False,
     ) -> None:
         self.job = job
+        self.keep_backend = keep_backend  # a session runs more jobs on it: leave it up
         self.store = store
         self.ledger = store.ledger
         self.backend = backend
@@ -259,7 +262,8 @@ class Driver:
             self.commit()
             self.finish("interrupted")
             raise
-        self.backend.close()
+        if not self.keep_backend:
+            self.backend.close()
         return self.finish()
 
     def loop(self) -> None:

@@ -15,7 +15,7 @@ from modelops.services._base import ChunkBackend
 from modelops.store import ResultStore
 from modelops_contracts import BundleError, SimJob
 
-__all__ = ["Execution", "execute"]
+__all__ = ["Execution", "Session", "execute"]
 
 
 class Execution:
@@ -103,6 +103,71 @@ def execute(
         job, store, backend, bundle=bundle, options=options, on_progress=on_progress
     )
     return execution.run()
+
+
+class Session:
+    """Several jobs run one after another on one backend under one hold of the run lock.
+
+    What a search needs: each of its rounds is a job, and paying the lock, the bundle snapshot,
+    the orphan sweep and the workers' start-up once per round would cost more than the round's
+    simulations. The backend stays up between jobs and is closed when the session ends. Use it
+    as a context manager; :meth:`run` is :func:`execute` for one job inside it.
+
+    Raises:
+        StoreError: on entry, another run holds the store.
+    """
+
+    def __init__(
+        self, store: ResultStore, backend: ChunkBackend, *, bundle: Path | str | None = None
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self._bundle = bundle
+        self._stack: ExitStack | None = None
+        self._bundles: set[str] = set()  # snapshots stored and checked in this session
+
+    def __enter__(self) -> Session:
+        stack = ExitStack()
+        stack.enter_context(self.store.run_lock())
+        try:
+            self.store.clean_orphans()
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.backend.close(kill=exc[0] is not None)
+        finally:
+            if self._stack is not None:
+                self._stack.close()
+                self._stack = None
+
+    def run(
+        self,
+        job: SimJob,
+        *,
+        options: RunOptions | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> RunSummary:
+        """Run every task of ``job`` not already done in the store, leaving the backend up.
+
+        Raises:
+            StoreError, BundleError: as :meth:`Execution.begin`.
+            RuntimeError: the session was not entered.
+        """
+        if self._stack is None:
+            raise RuntimeError("Session.run() outside its with-block")
+        if job.bundle_ref not in self._bundles:
+            _ensure_bundle(job, self.store, self._bundle)
+            self._bundles.add(job.bundle_ref)
+        driver = Driver(
+            job, self.store, self.backend, options or RunOptions(), on_progress, keep_backend=True
+        )
+        driver.prepare()
+        return driver.run()
 
 
 def _ensure_bundle(job: SimJob, store: ResultStore, bundle: Path | str | None) -> None:

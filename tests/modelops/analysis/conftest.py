@@ -27,7 +27,7 @@ from modelops_contracts import SimulationStudy
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sir"
 TRUE_PARAMS = {"beta": 0.3, "gamma": 0.1}
 POPULATION = 10_000
-INITIAL_INFECTED = 10
+INITIAL_INFECTED = 100
 
 CASES_TARGETS = """
 targets:

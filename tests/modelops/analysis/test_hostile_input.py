@@ -111,3 +111,37 @@ def test_aggregate_of_a_parameter_named_n(gappy_job: GappyJob) -> None:
 def test_plot_refuses_a_parameter_on_the_x_axis(gappy_job: GappyJob) -> None:
     with pytest.raises(ContractViolationError, match="cannot plot against 'rate'"):
         draw_output(gappy_job.handle, "counts", "rate", "expected")
+
+
+@pytest.mark.parametrize("name", ["dispersion", "sigma"])
+@pytest.mark.parametrize("value", [0, -2, math.nan, math.inf, "wide", True, [1]])
+def test_a_loss_parameter_must_be_a_finite_number_above_zero(name: str, value: object) -> None:
+    loss = {"dispersion": "negbin_nll", "sigma": "gaussian_nll"}[name]
+    with pytest.raises(ContractViolationError, match=f"{name} must be a finite number > 0"):
+        targets_from_dicts([_target(loss=loss, **{name: value})])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"loss": "negbin_nll"}, "target 'cases': negbin_nll needs 'dispersion'"),
+        ({"loss": "gaussian_nll"}, "target 'cases': gaussian_nll needs 'sigma'"),
+        ({"dispersion": 3}, "'dispersion' is only for loss negbin_nll, not 'mse_of_mean'"),
+        ({"loss": "poisson_nll", "sigma": 1}, "'sigma' is only for loss gaussian_nll"),
+        ({"loss": "negbin_nll", "dispersion": 2, "sigma": 1}, "'sigma' is only for loss"),
+        ({"loss": "gaussian_nll", "dispersion": 2, "sigma": 1}, "'dispersion' is only for"),
+    ],
+)
+def test_a_loss_parameter_belongs_to_its_loss(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ContractViolationError, match=message) as caught:
+        targets_from_dicts([_target(**overrides)])
+    assert "\n" not in str(caught.value)
+
+
+def test_a_target_built_in_code_is_checked_too(gappy_job: GappyJob) -> None:
+    with pytest.raises(ContractViolationError, match="negbin_nll needs 'dispersion'"):
+        dataclasses.replace(gappy_job.target, loss="negbin_nll")
+    with pytest.raises(ContractViolationError, match="'sigma' is only for loss gaussian_nll"):
+        dataclasses.replace(gappy_job.target, sigma=1.0)
+    target = dataclasses.replace(gappy_job.target, loss="gaussian_nll", sigma=2)
+    assert target.sigma == 2.0 and isinstance(target.sigma, float)

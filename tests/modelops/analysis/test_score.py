@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,18 @@ def test_a_point_missing_in_some_replicates_still_counts(gappy_job: GappyJob) ->
         assert rows[name]["missing_points"] == 0
         assert rows[name]["loss"] == pytest.approx(want)
         assert rows[name]["rank"] < rows["short"]["rank"]
+
+
+def test_negbin_and_gaussian_targets_score_the_replicate_mean(gappy_job: GappyJob) -> None:
+    from scipy import stats
+
+    cases = GAPPY_OBSERVED["cases"]
+    negbin = dataclasses.replace(gappy_job.target, name="nb", loss="negbin_nll", dispersion=2.0)
+    gaussian = dataclasses.replace(gappy_job.target, name="g", loss="gaussian_nll", sigma=1.5)
+    table = score(gappy_job.handle, [negbin, gaussian], write=False)
+    full = table.filter((pl.col("n") == 3) & (pl.col("ragged") == 0)).row(0, named=True)
+    # every replicate simulates 5.0, so the replicate mean is 5.0 at each point
+    assert full["loss_nb"] == pytest.approx(-stats.nbinom(n=2.0, p=2.0 / 7.0).logpmf(cases).sum())
+    assert full["loss_g"] == pytest.approx(-stats.norm(5.0, 1.5).logpdf(cases).sum())
+    written = Target(**{**negbin.to_dict(), "data": negbin.data, "on": negbin.on})
+    assert written == negbin
