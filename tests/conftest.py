@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from modelops_contracts import SimulationStudy
+
+if TYPE_CHECKING:
+    from tests.modelops.services.conftest import DaskCluster
 
 KNOWN_PARAMS = {"beta": 0.5, "gamma": 0.1}
 KNOWN_PARAM_ID = "4dcc7ab13573314d32533202b02f34a316bfb06c4155cb84f7cad4908a22f85e"
@@ -204,3 +207,22 @@ def toy_bundle(tmp_path: Path) -> ToyBundle:
     (root / "toy.py").write_text(TOY_MODULE, encoding="utf-8")
     (root / "broken.py").write_text(BROKEN_MODULE, encoding="utf-8")
     return ToyBundle(root, tmp_path / "store")
+
+
+# --- a real Dask cluster (scheduler and worker processes on 127.0.0.1), shared by the session ---
+
+
+@pytest.fixture(scope="session")
+def dask_session_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """A scheduler and two single-threaded workers, shared by every Dask test."""
+    from tests.modelops.services.conftest import running_cluster
+
+    with running_cluster(tmp_path_factory.mktemp("dask"), workers=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def dask_cluster(dask_session_cluster: DaskCluster) -> DaskCluster:
+    """The shared cluster, with all its workers registered (a test may have killed one)."""
+    dask_session_cluster.wait_for_workers()
+    return dask_session_cluster

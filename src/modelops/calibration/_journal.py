@@ -140,17 +140,11 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------
 
     def start(self, spec: CalibrationSpec) -> None:
-        """Create the journal (or check that the one there is for the same spec).
-
-        Raises:
-            StoreError: the directory holds another calibration's record.
-        """
+        """Create the journal, unless it exists (the directory's name is the spec's digest)."""
         if self.exists():
-            if self.record().get("spec", {}).get("data_digests") is None:
-                raise StoreError(f"{self.directory / SPEC_FILE} is not a calibration record")
             return
         for leftover in self.directory.glob(f"{TEMP_PREFIX}*"):
-            leftover.unlink(missing_ok=True)
+            leftover.unlink(missing_ok=True)  # a kill mid-write left it
         self._write_json(
             SPEC_FILE,
             {"calibration_id": self.calibration_id, "status": "running", "spec": spec.to_dict()},

@@ -210,7 +210,7 @@ class _Loop:
                     params=params,
                     loss=loss,
                     loss_se=_finite(row["loss_se"]) if loss is not None else None,
-                    n_replicates=int(row["n_replicates"]),
+                    n_replicates=int(row["n_replicates"] or 0),
                     job_id=job.job_id,
                 )
             )

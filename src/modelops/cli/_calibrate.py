@@ -115,6 +115,13 @@ def calibrate_command(
             out.flush()
         else:
             _print(handle)
+        failed = handle.evaluations()["loss"].null_count()
+        if failed:
+            typer.echo(
+                f"warning: {failed} of the points evaluated have no loss (failed tasks or "
+                "missing points); `mops failures JOB` for the jobs in evaluations.parquet",
+                err=True,
+            )
 
 
 @command("calibrations")
@@ -230,10 +237,8 @@ class _Display:
         if self.live is not None:
             self.live.update(line)
             return
-        now = time.monotonic()
-        if p.phase == self._phase and p.job is not None and now - self._last < 2.0:
-            return
-        if p.phase == self._phase and now - self._last < 2.0 and p.phase == "search":
+        now = time.monotonic()  # plain lines: each phase's first and last, else every 2 s
+        if p.phase == self._phase and p.phase != "done" and now - self._last < 2.0:
             return
         self._phase, self._last = p.phase, now
         print(line, file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ import modelops
 from modelops.calibration import list_calibrations, open_calibration
 from modelops_contracts import ContractViolationError, ModelError
 from tests.modelops.calibration.conftest import TRUE, LineBundle
+from tests.modelops.services.conftest import DaskCluster
 
 
 def _calibrate(line: LineBundle, **kwargs: object) -> modelops.Calibration:
@@ -165,3 +166,17 @@ def test_a_target_naming_an_unknown_output_writes_nothing(line_bundle: LineBundl
             fix=line_bundle.fix,
         )  # fmt: skip
     assert not (line_bundle.store / "calibrations").exists()
+
+
+def test_same_result_on_a_dask_cluster(
+    line_bundle: LineBundle, tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
+    local = _calibrate(line_bundle, algorithm="tpe")
+    on_dask = modelops.calibrate(
+        "line.Line", line_bundle.targets, bundle=line_bundle.path, store=tmp_path / "dask",
+        algorithm="tpe", budget=12, replicates=2, batch=4, seed=3, top_k=2,
+        scheduler=dask_cluster.address, fix=line_bundle.fix,
+    )  # fmt: skip
+    assert on_dask.calibration_id == local.calibration_id
+    for name in ("evaluations.parquet", "best.json"):
+        assert (on_dask.directory / name).read_bytes() == (local.directory / name).read_bytes()

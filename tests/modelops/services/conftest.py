@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 _START_TIMEOUT = 60.0
 _STOP_GRACE = 10.0
 
@@ -146,17 +144,3 @@ def running_cluster(directory: Path, workers: int) -> Iterator[DaskCluster]:
         yield cluster.start()
     finally:
         cluster.stop()
-
-
-@pytest.fixture(scope="session")
-def dask_session_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    """A scheduler and two single-threaded workers, shared by the Dask tests."""
-    with running_cluster(tmp_path_factory.mktemp("dask"), workers=2) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def dask_cluster(dask_session_cluster: DaskCluster) -> DaskCluster:
-    """The shared cluster, with all its workers registered (a test may have killed one)."""
-    dask_session_cluster.wait_for_workers()
-    return dask_session_cluster
