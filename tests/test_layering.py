@@ -55,6 +55,7 @@ LAYERS: dict[str, set[str]] = {
         "modelops.store",
     },
     "modelops.calibration": {
+        "modelops",
         "modelops_contracts",
         "modelops._output",
         "modelops.analysis",

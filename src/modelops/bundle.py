@@ -24,7 +24,6 @@ from modelops._bundle_archive import hash_files, read_snapshot, write_snapshot
 from modelops._bundle_walk import list_files
 from modelops._fs import fsync_dir
 from modelops_contracts.errors import BundleError
-from modelops_contracts.task import bundle_digest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -154,7 +153,7 @@ class BundleStore:
             BundleError: ``data`` is not a safe zip, its content digest is not ``ref``, or it
                 cannot be written.
         """
-        expected = bundle_digest(ref)
+        expected = _digest_of(ref)
         actual = read_snapshot(io.BytesIO(data), f"received for {ref}")
         if actual != expected:
             raise BundleError(
@@ -165,7 +164,7 @@ class BundleStore:
             self._write_atomically(lambda out: _write_verified(out, data, actual))
 
     def _location(self, ref: str) -> Path:
-        return self.bundles_dir / f"{bundle_digest(ref)}.zip"
+        return self.bundles_dir / f"{_digest_of(ref)}.zip"
 
     def _write_atomically(self, write: Callable[[IO[bytes]], str]) -> str:
         """Write a zip via ``write`` (which returns its hex digest) to ``<hex>.zip`` atomically."""
@@ -208,7 +207,7 @@ def materialize(ref: str, zip_source: Path | bytes, cache_dir: Path) -> Path:
         BundleError: ``ref`` is malformed, the zip is unreadable or unsafe (absolute, ``..``,
             drive-letter or symlink members), its content is not ``ref``, or writing fails.
     """
-    digest = bundle_digest(ref)
+    digest = _digest_of(ref)
     cache_dir = Path(cache_dir)
     target = cache_dir / digest
     if target.is_dir():
@@ -330,3 +329,11 @@ def _rename_into_place(staging: Path, target: Path) -> None:
 def _write_verified(out: IO[bytes], data: bytes, digest: str) -> str:
     out.write(data)
     return digest
+
+
+def _digest_of(ref: str) -> str:
+    """The hex digest of a bundle reference (the contracts' pydantic models load only now, so
+    hashing a directory stays cheap for the commands that only compare digests)."""
+    from modelops_contracts.task import bundle_digest
+
+    return bundle_digest(ref)

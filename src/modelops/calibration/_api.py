@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelops.calibration._handle import Calibration
 from modelops.calibration._journal import Journal
+from modelops.calibration._memo import command_key, finished_by_key, remember_key
 from modelops.calibration._spec import CalibrationSpec, check_count
 from modelops_contracts.entrypoint import DEFAULT_SCENARIO
 from modelops_contracts.errors import ContractViolationError
@@ -145,7 +146,6 @@ def calibrate(
         StoreError: the store is unusable or another run holds it.
     """
     from modelops.bundle import compute_digest
-    from modelops.calibration._algorithms import make_algorithm
     from modelops.store import default_store
 
     for name, value in (("budget", budget), ("replicates", replicates), ("batch", batch)):
@@ -158,6 +158,21 @@ def calibrate(
     )
     bundle_dir = Path(bundle)
     store_root = Path(store) if store is not None else default_store()
+    bundle_ref = compute_digest(bundle_dir, exclude=[store_root])
+    key = None
+    if isinstance(source, str | Path) and (targets is None or isinstance(targets, str | Path)):
+        inputs = {
+            "source": str(source), "targets": None if targets is None else str(targets),
+            "bundle_ref": bundle_ref, "algorithm": algorithm, "budget": budget,
+            "replicates": replicates, "batch": batch, "seed": seed, "model": model,
+            "scenario": scenario, "config": dict(config or {}), "fix": dict(fix or {}),
+            "settings": dict(settings or {}), "top_k": top_k, "reeval": reeval,
+        }  # fmt: skip
+        source_file = Path(str(source)) if Path(str(source)).is_file() else None
+        key = command_key(inputs, [source_file, None if targets is None else Path(targets)])
+        found = finished_by_key(store_root, key)
+        if found is not None:  # finished: no model import, no optimiser, no worker
+            return Calibration(found, store_root)
     space, chosen = resolve_inputs(
         source, targets, bundle=bundle_dir, model=model, scenario=scenario, fix=fix
     )
@@ -168,13 +183,15 @@ def calibrate(
             "the space has no free parameter to calibrate (every parameter is fixed)",
             field="space",
         )
+    from modelops.calibration._algorithms import make_algorithm  # numpy, optuna: only now
+
     algo = make_algorithm(
         algorithm, space, seed=seed, budget=budget, batch=batch, **(settings or {})
     )
     spec = CalibrationSpec(
         model=space.model,
         scenario=scenario,
-        bundle_ref=compute_digest(bundle_dir, exclude=[store_root]),
+        bundle_ref=bundle_ref,
         space=space,
         targets=tuple(chosen),
         algorithm=algorithm,
@@ -188,12 +205,14 @@ def calibrate(
         config=dict(config) if config else None,
     )
     journal = Journal(store_root, spec.calibration_id)
-    if journal.finished():  # nothing to run: no model check, no worker
-        return Calibration(spec.calibration_id, store_root)
-    _check_model(spec, bundle_dir, store_root)
-    runner = backend or _backend(scheduler, workers)
-    _run(spec, algo, journal, store_root, bundle_dir, runner, options, on_progress)
-    return Calibration(spec.calibration_id, store_root)
+    if not journal.finished():
+        _check_model(spec, bundle_dir, store_root)
+        runner = backend or _backend(scheduler, workers)
+        _run(spec, algo, journal, store_root, bundle_dir, runner, options, on_progress)
+    handle = Calibration(spec.calibration_id, store_root)
+    handle.keep_summary()
+    remember_key(store_root, key, spec.calibration_id)
+    return handle
 
 
 def _backend(scheduler: str | None, workers: int | None) -> ChunkBackend:

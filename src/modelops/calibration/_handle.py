@@ -15,11 +15,12 @@ from modelops.calibration._journal import (
     list_journals,
     param_columns,
 )
-from modelops.calibration._spec import CalibrationSpec
 from modelops_contracts.errors import StoreError
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from modelops.calibration._spec import CalibrationSpec
 
 __all__ = ["Calibration", "list_calibrations", "open_calibration"]
 
@@ -96,6 +97,12 @@ class Calibration:
     def result(self) -> dict[str, Any]:
         """The JSON object ``mops calibrate --json`` and ``mops calibration ID --json`` print."""
         record = self.journal.record()
+        kept = record.get("summary")
+        if record.get("status") == "finished" and isinstance(kept, dict):
+            return {**kept, "store": str(self.store)}
+        return self._summary(record)
+
+    def _summary(self, record: dict[str, Any]) -> dict[str, Any]:
         spec = record["spec"]
         best = self.best
         data: dict[str, Any] = {
@@ -113,6 +120,14 @@ class Calibration:
             data["posterior"] = posterior
         data["store"] = str(self.store)
         return data
+
+    def keep_summary(self) -> None:
+        """Compute the answer once and keep it in the journal (see :meth:`result`)."""
+        record = self.journal.record()
+        if record.get("status") == "finished" and "summary" not in record:
+            summary = self._summary(record)
+            del summary["store"]  # where the store is now, not where it was
+            self.journal.keep_summary(summary)
 
 
 def open_calibration(calibration_id: str, *, store: Path | str | None = None) -> Calibration:

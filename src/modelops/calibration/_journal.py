@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelops.calibration._spec import CalibrationSpec
 from modelops.store._fs import TEMP_PREFIX, atomic_write_bytes, check_name
 from modelops_contracts.errors import StoreError
 
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from modelops.calibration._algorithms import Population
+    from modelops.calibration._spec import CalibrationSpec
 
 __all__ = [
     "BEST_FILE",
@@ -106,6 +106,8 @@ class Journal:
         return data
 
     def spec(self) -> CalibrationSpec:
+        from modelops.calibration._spec import CalibrationSpec
+
         return CalibrationSpec.from_dict(self.record()["spec"])
 
     def finished(self) -> bool:
@@ -200,6 +202,12 @@ class Journal:
         self._write_json(BEST_FILE, dict(best))
         record = self.record()
         record.update(status="finished", result=dict(result))
+        self._write_json(SPEC_FILE, record)
+
+    def keep_summary(self, summary: Mapping[str, Any]) -> None:
+        """Store the finished calibration's answer as printed, so showing it reads one file."""
+        record = self.record()
+        record["summary"] = dict(summary)
         self._write_json(SPEC_FILE, record)
 
     def _write_json(self, name: str, data: Mapping[str, Any]) -> None:

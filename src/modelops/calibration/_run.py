@@ -357,6 +357,7 @@ def run_calibration(
     predictive_job = loop.predictive() or reeval_job
     result = {
         "evaluations": len(loop.rows),
+        "failed_points": sum(r.loss is None for r in loop.rows),
         "generations": loop.generation,
         "reeval_job_id": reeval_job,
         "predictive_job_id": predictive_job,

@@ -14,11 +14,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelops.analysis import Target, targets_from_dicts
-from modelops.sampling import ParameterSpace
 from modelops_contracts.errors import ContractViolationError
+
+if TYPE_CHECKING:
+    from modelops.analysis import Target
+    from modelops.sampling import ParameterSpace
 
 __all__ = ["CalibrationSpec", "check_count"]
 
@@ -123,6 +125,9 @@ class CalibrationSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CalibrationSpec:
         """Read back :meth:`to_dict` (a journal's spec)."""
+        from modelops.analysis import targets_from_dicts
+        from modelops.sampling import ParameterSpace
+
         space = ParameterSpace.from_dict(data["space"])
         model = str(data["model"])
         return cls(

@@ -115,7 +115,7 @@ def calibrate_command(
             out.flush()
         else:
             _print(handle)
-        failed = handle.evaluations()["loss"].null_count()
+        failed = handle.journal.record().get("result", {}).get("failed_points", 0)
         if failed:
             typer.echo(
                 f"warning: {failed} of the points evaluated have no loss (failed tasks or "

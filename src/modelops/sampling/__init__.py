@@ -13,17 +13,35 @@ Model path or a space file; ``name=value`` items).
 
 from __future__ import annotations
 
-from modelops.sampling._load import load_space, parse_fixes
-from modelops.sampling._samplers import (
-    MAX_SETS,
-    SAMPLERS,
-    SobolSampleSizeWarning,
-    grid,
-    lhs,
-    random,
-    sobol,
-)
-from modelops.sampling._space import ParameterSpace
+from typing import TYPE_CHECKING
+
+from modelops_contracts._lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from modelops.sampling._load import load_space, parse_fixes
+    from modelops.sampling._samplers import (
+        MAX_SETS,
+        SAMPLERS,
+        SobolSampleSizeWarning,
+        grid,
+        lhs,
+        random,
+        sobol,
+    )
+    from modelops.sampling._space import ParameterSpace
+
+_EXPORTS = {
+    "MAX_SETS": "modelops.sampling._samplers",
+    "SAMPLERS": "modelops.sampling._samplers",
+    "ParameterSpace": "modelops.sampling._space",
+    "SobolSampleSizeWarning": "modelops.sampling._samplers",
+    "grid": "modelops.sampling._samplers",
+    "lhs": "modelops.sampling._samplers",
+    "load_space": "modelops.sampling._load",
+    "parse_fixes": "modelops.sampling._load",
+    "random": "modelops.sampling._samplers",
+    "sobol": "modelops.sampling._samplers",
+}
 
 __all__ = [
     "MAX_SETS",
@@ -37,3 +55,5 @@ __all__ = [
     "random",
     "sobol",
 ]
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modelops.sampling._space import ParameterSpace, Value
 from modelops_contracts.entrypoint import DEFAULT_SCENARIO
 from modelops_contracts.errors import ContractViolationError
+
+if TYPE_CHECKING:
+    from modelops.sampling._space import ParameterSpace, Value
 
 __all__ = ["load_space", "parse_fixes"]
 
@@ -39,6 +42,8 @@ def load_space(
             space file, or a model that declares no parameters (``field="parameters"``).
         ModelError: the model cannot be imported or has no such scenario.
     """
+    from modelops.sampling._space import ParameterSpace  # numpy: only when a space is made
+
     text = str(source)
     if text.lower().endswith(_SPACE_SUFFIXES) or Path(text).is_file():
         if model is None:

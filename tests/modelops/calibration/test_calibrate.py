@@ -180,3 +180,12 @@ def test_same_result_on_a_dask_cluster(
     assert on_dask.calibration_id == local.calibration_id
     for name in ("evaluations.parquet", "best.json"):
         assert (on_dask.directory / name).read_bytes() == (local.directory / name).read_bytes()
+
+
+def test_changed_data_is_a_new_calibration_not_the_remembered_one(line_bundle: LineBundle) -> None:
+    first = _calibrate(line_bundle)
+    data = line_bundle.targets.with_name("observed.csv")
+    data.write_text(data.read_text().replace("t,y\n0,10.0", "t,y\n0,11.0"), encoding="utf-8")
+    second = _calibrate(line_bundle)
+    assert second.calibration_id != first.calibration_id
+    assert second.best is not None and second.best != first.best
