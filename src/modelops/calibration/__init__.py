@@ -10,6 +10,7 @@
     cal.best            # the best re-evaluated point, its loss and standard error
     cal.evaluations()   # every point evaluated (polars)
     cal.posterior()     # abc-smc: the populations' particles (polars)
+    modelops.calibration.write_calibration_report(cal)  # the HTML page, with the figures
 
 Every evaluation is ordinary tasks run through the engine, so it is cached in the store; the
 store also holds the calibration's journal (``calibrations/<id>/``), so a killed calibration
@@ -27,6 +28,17 @@ if TYPE_CHECKING:
     from modelops.calibration._algorithms import ALGORITHMS, Algorithm, Population, make_algorithm
     from modelops.calibration._api import DEFAULT_BATCH, calibrate
     from modelops.calibration._handle import Calibration, list_calibrations, open_calibration
+    from modelops.calibration._plots import (
+        draw_losses,
+        draw_posterior,
+        draw_predictive,
+        draw_trace,
+        plot_losses,
+        plot_posterior,
+        plot_predictive,
+        plot_trace,
+    )
+    from modelops.calibration._report import write_calibration_report
     from modelops.calibration._run import CalibrationProgress
     from modelops.calibration._spec import CalibrationSpec
 
@@ -39,9 +51,18 @@ _EXPORTS = {
     "DEFAULT_BATCH": "modelops.calibration._api",
     "Population": "modelops.calibration._algorithms",
     "calibrate": "modelops.calibration._api",
+    "draw_losses": "modelops.calibration._plots",
+    "draw_posterior": "modelops.calibration._plots",
+    "draw_predictive": "modelops.calibration._plots",
+    "draw_trace": "modelops.calibration._plots",
+    "plot_losses": "modelops.calibration._plots",
+    "plot_posterior": "modelops.calibration._plots",
+    "plot_predictive": "modelops.calibration._plots",
+    "plot_trace": "modelops.calibration._plots",
     "list_calibrations": "modelops.calibration._handle",
     "make_algorithm": "modelops.calibration._algorithms",
     "open_calibration": "modelops.calibration._handle",
+    "write_calibration_report": "modelops.calibration._report",
 }
 
 __all__ = [
@@ -53,9 +74,18 @@ __all__ = [
     "CalibrationSpec",
     "Population",
     "calibrate",
+    "draw_losses",
+    "draw_posterior",
+    "draw_predictive",
+    "draw_trace",
     "list_calibrations",
     "make_algorithm",
     "open_calibration",
+    "plot_losses",
+    "plot_posterior",
+    "plot_predictive",
+    "plot_trace",
+    "write_calibration_report",
 ]
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

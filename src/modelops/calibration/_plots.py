@@ -50,8 +50,8 @@ __all__ = [
 
 _BAND = (0.05, 0.95)
 _ANSWER = "C3"
-_BINS = 30  # histogram bins of a float parameter's marginal (over its whole range)
-_INT_BINS = 40  # an int parameter with at most this many values gets one bin per value
+_MAX_BINS = 200  # histogram bins of a marginal, at most
+_INT_BINS = 40  # an int parameter spanning at most this many values gets one bin per value
 
 
 # -- the loss trace --------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def draw_trace(cal: Calibration) -> Figure:
     _loss_scale(axes, shown)
     axes.set_xlabel("evaluations")
     axes.set_ylabel("loss")
-    axes.set_title(f"calibration {cal.calibration_id} ({spec.algorithm}): loss trace")
+    axes.set_title(f"loss trace ({spec.algorithm})\ncalibration {cal.calibration_id}")
     _legend(axes)
     return figure
 
@@ -230,7 +230,7 @@ def draw_losses(cal: Calibration) -> Figure:
         axes.set_xlabel(parameter.name + (" (log scale)" if parameter.log else ""))
         axes.set_ylabel("loss" if index == 0 else "")
     _legend(figure.axes[0])
-    figure.suptitle(f"calibration {cal.calibration_id}: loss against each free parameter")
+    _title(figure, "loss against each free parameter", cal.calibration_id)
     return figure
 
 
@@ -317,9 +317,11 @@ def draw_posterior(cal: Calibration) -> Figure:
             axes.set_xlabel(parameters[col].name if row == count - 1 else "")
     _legend(figure.axes[0])
     epsilon = float(latest["epsilon"][0])
-    figure.suptitle(
-        f"calibration {cal.calibration_id}: posterior, population {populations[-1]} of "
-        f"{len(populations)} (epsilon {epsilon:.3g}, {latest.height} particles)"
+    _title(
+        figure,
+        f"posterior: population {populations[-1]} of {len(populations)} "
+        f"(epsilon {epsilon:.3g}, {latest.height} particles)",
+        cal.calibration_id,
     )
     return figure
 
@@ -331,7 +333,11 @@ def _marginal(
     import numpy as np
     import polars as pl
 
-    edges = _edges(parameter)
+    edges = _edges(
+        parameter,
+        table[column].cast(pl.Float64).to_numpy(),
+        table.filter(pl.col("population") == populations[-1])[column].cast(pl.Float64).to_numpy(),
+    )
     for index, population in enumerate(populations):
         part = table.filter(pl.col("population") == population)
         heights, _ = np.histogram(
@@ -348,23 +354,44 @@ def _marginal(
                 heights,
                 edges,
                 color="grey",
-                alpha=0.15 + 0.4 * index / len(populations),
+                alpha=0.3 + 0.4 * index / len(populations),
                 linewidth=1.0,
                 label="earlier populations" if index == 0 else None,
             )
     _range(axes, parameter, "x")
 
 
-def _edges(parameter: Parameter) -> np.ndarray:
-    """Histogram bin edges over the parameter's whole range (log-spaced for a log scale)."""
+def _edges(parameter: Parameter, every: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Bin edges covering every population, as fine as the last one needs.
+
+    The last population's spread is cut into about ``2 * sqrt(particles)`` bins (8 to 30),
+    and bins of that width (in log space for a log-scale parameter) are laid over the values of
+    all populations, at most :data:`_MAX_BINS` of them. An int parameter spanning few values
+    gets one bin per value.
+    """
+    import math
+
     import numpy as np
 
-    low, high = float(parameter.lower), float(parameter.upper)
-    if parameter.kind == "int" and high - low + 1 <= _INT_BINS:
-        return np.arange(low - 0.5, high + 1.0)
+    if parameter.kind == "int" and float(every.max() - every.min()) < _INT_BINS:
+        return np.arange(float(every.min()) - 0.5, float(every.max()) + 1.0)
+    into = np.log if parameter.log else np.asarray
+    low, high = float(np.min(into(every))), float(np.max(into(every)))
+    first, end = float(np.min(into(last))), float(np.max(into(last)))
+    per = min(30, max(8, round(2 * math.sqrt(len(last)))))
+    width = (end - first) / per or (high - low) / per or 1.0
+    width = max(width, (high - low) / _MAX_BINS)
+    start = first - math.ceil((first - low) / width) * width
+    count = max(1, math.ceil((high - start) / width))
+    edges = start + width * np.arange(count + 1)
     if parameter.log:
-        return np.geomspace(low, high, _BINS + 1)
-    return np.linspace(low, high, _BINS + 1)
+        edges = np.exp(edges)
+    lower, upper = float(parameter.lower), float(parameter.upper)
+    if edges[0] < lower < edges[1]:  # the outer bins end at the prior's bounds
+        edges[0] = lower
+    if edges[-2] < upper < edges[-1]:
+        edges[-1] = upper
+    return edges
 
 
 # -- the predictive check --------------------------------------------------------------------
@@ -430,12 +457,12 @@ def draw_predictive(cal: Calibration, target: str | None = None) -> Figure:
             _scalar(axes, t, frame)
         axes.set_title(f"{t.name}: {t.output}.{t.value}", fontsize="medium")
         _legend(axes)
-    sets = max(int(frame["sets"].max() or 0) for frame in frames)
+    sets = max(max(frame["sets"].to_list(), default=0) for frame in frames)
     if pooled:
         what = f"{sets} posterior draws × {spec.replicates} replicates"
     else:
         what = f"the answer on {spec.reeval_replicates} new replicates"
-    figure.suptitle(f"calibration {cal.calibration_id}: predictive check, {what} (job {job_id})")
+    _title(figure, f"predictive check: {what}", f"{cal.calibration_id}, job {job_id}")
     return figure
 
 
@@ -460,7 +487,9 @@ def _drawable(spec: CalibrationSpec, name: str | None, calibration_id: str) -> l
     return drawable
 
 
-def _simulated(store: ResultStore, job_id: str, target: Target, where: pl.Expr | None) -> pl.DataFrame:
+def _simulated(
+    store: ResultStore, job_id: str, target: Target, where: pl.Expr | None
+) -> pl.DataFrame:
     """The target's simulated column over the chosen replicates of the predictive job.
 
     With an ``on`` column: one row per value of it, with ``mean``, ``q05``, ``q95``, ``n``
@@ -492,7 +521,10 @@ def _simulated(store: ResultStore, job_id: str, target: Target, where: pl.Expr |
             .group_by(x)
             .agg(
                 value.mean().alias("mean"),
-                *(value.quantile(q, interpolation="linear").alias(f"q{q * 100:02.0f}") for q in _BAND),
+                *(
+                    value.quantile(q, interpolation="linear").alias(f"q{q * 100:02.0f}")
+                    for q in _BAND
+                ),
                 pl.col("task_id").n_unique().alias("n"),
                 sets,
             )
@@ -541,7 +573,9 @@ def _band(axes: Axes, target: Target, frame: pl.DataFrame, pooled: bool) -> None
 def _scalar(axes: Axes, target: Target, frame: pl.DataFrame) -> None:
     """A scalar target: the simulated values' histogram and the observed value."""
     values = frame["value"].drop_nulls().to_numpy()
-    axes.hist(values, bins=max(5, min(20, len(values) // 2)), color="C0", alpha=0.6, label="simulated")
+    axes.hist(
+        values, bins=max(5, min(20, len(values) // 2)), color="C0", alpha=0.6, label="simulated"
+    )
     observed = target.read_observed()
     axes.axvline(
         float(observed_numbers(observed, target.observed, target)[0]),
@@ -623,6 +657,11 @@ def _loss_scale(axes: Axes, losses: Sequence[float]) -> None:
     finite = [v for v in losses if v == v and abs(v) != float("inf")]
     if finite and min(finite) > 0 and max(finite) / min(finite) > 30:
         axes.set_yscale("log")
+
+
+def _title(figure: Figure, text: str, calibration: str) -> None:
+    """The figure's title, and on a second line the calibration it shows (long ids fit)."""
+    figure.suptitle(f"{text}\ncalibration {calibration}", fontsize="medium")
 
 
 def _legend(axes: Axes) -> None:

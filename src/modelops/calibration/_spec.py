@@ -118,7 +118,10 @@ class CalibrationSpec:
     def to_dict(self) -> dict[str, Any]:
         """The spec as written to the journal (data files by path, plus their digests)."""
         data = self.identity()
-        data["targets"] = [t.to_dict() for t in self.targets]
+        # absolute: a report made from another directory still finds the observed data
+        data["targets"] = [
+            {**t.to_dict(), "data": str(Path(t.data).resolve())} for t in self.targets
+        ]
         data["data_digests"] = list(self._data_digests)
         return data
 

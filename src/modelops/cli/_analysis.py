@@ -1,7 +1,9 @@
-"""Commands that read a job's results as a modeller would: score, plot, report."""
+"""Commands that read a job's results as a modeller would: score, plot, report (also of a
+calibration)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +11,13 @@ import typer
 
 from modelops.cli._app import command, fail
 from modelops.cli._jobs import StoreOption, store_data
-from modelops_contracts.errors import ContractViolationError
+from modelops_contracts.errors import ContractViolationError, StoreError
+
+_CALIBRATION_ID = re.compile(r"cal-[0-9a-f]{16}")
+"""A calibration id. Compiled jobs are named ``job-`` + hex, but ``--job-id`` may name a job
+anything, so an id of this shape is a calibration's only if the store holds one."""
+
+_HTML = frozenset({".html", ".htm"})  # what -o may write beside a journal
 
 
 @command("score")
@@ -102,19 +110,58 @@ def plot_command(
 
 @command("report")
 def report_command(
-    job: Annotated[str, typer.Argument(help="Job id.")],
+    job: Annotated[str, typer.Argument(metavar="ID", help="Job id, or calibration id (cal-...).")],
     out_file: Annotated[
         Path | None, typer.Option("-o", "--output-file", help="HTML file to write.")
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Write one self-contained HTML page: summary, counts, failures, losses, plots."""
+    """Write one self-contained HTML page of a job (summary, counts, failures, losses, plots)
+    or of a calibration (inputs, answer, posterior, figures)."""
     from modelops.analysis import write_report
     from modelops.store import resolve_job
 
+    if _CALIBRATION_ID.fullmatch(job) and _report_calibration(job, out_file, store):
+        return
     result_store, job_id = resolve_job(job, store)
     _check_out_file(out_file, result_store.root)
     typer.echo(f"wrote {write_report(job_id, out_file, store=result_store)}")
+
+
+def _report_calibration(calibration_id: str, out_file: Path | None, store: Path | None) -> bool:
+    """Write the calibration's report; False if the store has no such calibration but a job.
+
+    Raises:
+        StoreError: neither a calibration nor a job of that id is in the store.
+    """
+    from modelops.calibration import open_calibration, write_calibration_report
+    from modelops.store import open_existing_store
+
+    try:
+        handle = open_calibration(calibration_id, store=store)
+    except StoreError as missing:
+        try:
+            with open_existing_store(store) as result_store:
+                if result_store.ledger.get_job(calibration_id) is not None:
+                    return False
+        except StoreError:
+            pass
+        raise missing from None
+    if out_file is not None and _journal_data(out_file, handle.store):
+        raise fail(f"-o {out_file} would overwrite the store's own data in {handle.store}")
+    typer.echo(f"wrote {write_calibration_report(handle, out_file)}")
+    return True
+
+
+def _journal_data(out_file: Path, root: Path) -> bool:
+    """True if writing ``out_file`` would replace store data; an HTML file directly in a
+    calibration's directory (beside its journal, whose files are JSON and Parquet) is fine."""
+    resolved, base = out_file.expanduser().resolve(), root.expanduser().resolve()
+    if resolved.is_relative_to(base):
+        parts = resolved.relative_to(base).parts
+        if len(parts) == 3 and parts[0] == "calibrations" and resolved.suffix in _HTML:
+            return False
+    return store_data(out_file, root)
 
 
 def _check_out_file(out_file: Path | None, root: Path) -> None:

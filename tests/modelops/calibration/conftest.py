@@ -97,14 +97,19 @@ class LineBundle:
         return {"width": 5}
 
 
-@pytest.fixture
-def line_bundle(tmp_path: Path) -> LineBundle:
-    root = tmp_path / "bundle"
-    root.mkdir()
-    (root / "line.py").write_text(LINE_MODULE, encoding="utf-8")
-    data = tmp_path / "data"
+def make_line_bundle(root: Path, targets: str = TARGETS) -> LineBundle:
+    """The line bundle, its data (``targets`` as the targets file) and a store under ``root``."""
+    bundle = root / "bundle"
+    bundle.mkdir(parents=True)
+    (bundle / "line.py").write_text(LINE_MODULE, encoding="utf-8")
+    data = root / "data"
     data.mkdir()
     rows = ["t,y"] + [f"{t},{TRUE['slope'] * t + TRUE['offset']}" for t in range(10)]
     (data / "observed.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    (data / "targets.yaml").write_text(TARGETS, encoding="utf-8")
-    return LineBundle(root, data / "targets.yaml", tmp_path / "store")
+    (data / "targets.yaml").write_text(targets, encoding="utf-8")
+    return LineBundle(bundle, data / "targets.yaml", root / "store")
+
+
+@pytest.fixture
+def line_bundle(tmp_path: Path) -> LineBundle:
+    return make_line_bundle(tmp_path)
