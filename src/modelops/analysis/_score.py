@@ -50,6 +50,7 @@ __all__ = [
     "load_scored_targets",
     "load_scores",
     "observed_numbers",
+    "scan_target",
     "score",
     "target_matrices",
 ]
@@ -187,15 +188,7 @@ def target_matrices(
     import polars as pl
 
     observed = target.read_observed().with_row_index("_point")
-    lazy = store.scan_results(job_id, target.output)
-    with reading_results(job_id, target.output):
-        schema = lazy.collect_schema()
-    missing = [c for c in (*target.on, target.value) if c not in schema]
-    if missing:
-        raise ContractViolationError(
-            f"target {target.name!r}: output {target.output!r} has no column(s) "
-            f"{', '.join(missing)}"
-        )
+    lazy, schema = scan_target(store, job_id, target)
     y = observed_numbers(observed, target.observed, target)
     trials = observed_numbers(observed, target.trials, target) if target.trials else None
     arguments = target.loss_arguments(observed)
@@ -285,3 +278,22 @@ def call_loss(fn: LossFunction, args: Sequence[Any], target: Target) -> float:
             f"target {target.name!r}: loss {target.loss!r} returned {str(value)[:80]!r}, "
             "not a number"
         ) from None
+
+
+def scan_target(store: ResultStore, job_id: str, target: Target) -> tuple[pl.LazyFrame, pl.Schema]:
+    """The rows of the target's output and their schema, which must have its columns.
+
+    Raises:
+        ContractViolationError: the output lacks a column the target names.
+        StoreError: the job has no results for the output, or a shard cannot be read.
+    """
+    lazy = store.scan_results(job_id, target.output)
+    with reading_results(job_id, target.output):
+        schema = lazy.collect_schema()
+    missing = [c for c in (*target.on, target.value) if c not in schema]
+    if missing:
+        raise ContractViolationError(
+            f"target {target.name!r}: output {target.output!r} has no column(s) "
+            f"{', '.join(missing)}"
+        )
+    return lazy, schema

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelops._output import write_output
 from modelops.analysis._aggregate import reading_results
+from modelops.analysis._score import scan_target
 from modelops.analysis._targets import observed_numbers
 from modelops.calibration._journal import param_columns
 from modelops_contracts import ContractViolationError
@@ -501,15 +502,7 @@ def _simulated(
     """
     import polars as pl
 
-    lazy = store.scan_results(job_id, target.output)
-    with reading_results(job_id, target.output):
-        schema = lazy.collect_schema()
-    missing = [c for c in (*target.on, target.value) if c not in schema]
-    if missing:
-        raise ContractViolationError(
-            f"target {target.name!r}: output {target.output!r} has no column(s) "
-            f"{', '.join(missing)}"
-        )
+    lazy, _ = scan_target(store, job_id, target)
     if where is not None:
         lazy = lazy.filter(where)
     value = pl.col(target.value).cast(pl.Float64)

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from modelops.cli._app import command, fail
-from modelops.cli._jobs import StoreOption, store_data
+from modelops.cli._jobs import store_data
+from modelops.cli._options import StoreOption
 from modelops_contracts.errors import ContractViolationError, StoreError
 
 _CALIBRATION_ID = re.compile(r"cal-[0-9a-f]{16}")

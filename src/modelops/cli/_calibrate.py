@@ -12,7 +12,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from modelops.cli._app import command, fail
-from modelops.cli._jobs import StoreOption, _stdout_for_json
+from modelops.cli._jobs import _stdout_for_json
+from modelops.cli._options import (
+    BundleOption,
+    FixOption,
+    ModelOption,
+    RetriesOption,
+    ScenarioOption,
+    SchedulerOption,
+    StoreOption,
+    TaskTimeoutOption,
+    WorkersOption,
+)
 from modelops_contracts.errors import ContractViolationError
 
 if TYPE_CHECKING:
@@ -54,32 +65,15 @@ def calibrate_command(
         int | None,
         typer.Option("--population", min=2, help="abc-smc: particles per population."),
     ] = None,
-    scenario: Annotated[str, typer.Option("--scenario", help="Scenario to run.")] = "baseline",
-    fix: Annotated[
-        list[str] | None, typer.Option("--fix", help="Hold a parameter: name=value (repeat).")
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="The model's import path (space files).")
-    ] = None,
-    bundle: Annotated[Path, typer.Option("--bundle", help="Model code directory.")] = Path(),
+    scenario: ScenarioOption = "baseline",
+    fix: FixOption = None,
+    model: ModelOption = None,
+    bundle: BundleOption = Path(),
     store: StoreOption = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Worker processes [default: CPUs].")
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            envvar="MODELOPS_SCHEDULER",
-            help="Run on a Dask cluster: tcp://HOST:PORT, or 'local' for a LocalCluster.",
-        ),
-    ] = None,
-    retries: Annotated[
-        int, typer.Option("--retries", min=0, help="Re-runs of a task whose worker died.")
-    ] = 2,
-    task_timeout: Annotated[
-        float | None, typer.Option("--task-timeout", min=0.001, help="Seconds per task.")
-    ] = None,
+    workers: WorkersOption = None,
+    scheduler: SchedulerOption = None,
+    retries: RetriesOption = 2,
+    task_timeout: TaskTimeoutOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Fit a model's free parameters to observed data; resumable, every run cached.

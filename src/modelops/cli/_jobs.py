@@ -15,31 +15,28 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from modelops.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, command, fail
+from modelops.cli._options import (
+    BundleOption,
+    RetriesOption,
+    SchedulerOption,
+    StoreOption,
+    TaskTimeoutOption,
+    WorkersOption,
+)
 from modelops_contracts.errors import ContractViolationError
 
 if TYPE_CHECKING:
     from modelops.api import JobHandle
 
-StoreOption = Annotated[
-    Path | None,
-    typer.Option("--store", help="Result store directory [env MODELOPS_STORE; default .modelops]"),
-]
-
 
 @command("run")
 def run_command(
     study: Annotated[Path, typer.Argument(help="Study file (YAML or JSON).")],
-    bundle: Annotated[Path, typer.Option("--bundle", help="Model code directory.")] = Path(),
+    bundle: BundleOption = Path(),
     store: StoreOption = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Worker processes [default: CPUs].")
-    ] = None,
-    retries: Annotated[
-        int, typer.Option("--retries", min=0, help="Re-runs of a task whose worker died.")
-    ] = 2,
-    task_timeout: Annotated[
-        float | None, typer.Option("--task-timeout", min=0.001, help="Seconds per task.")
-    ] = None,
+    workers: WorkersOption = None,
+    retries: RetriesOption = 2,
+    task_timeout: TaskTimeoutOption = None,
     max_output: Annotated[
         float,
         typer.Option(
@@ -54,14 +51,7 @@ def run_command(
     ] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task again.")] = False,
     job_id: Annotated[str | None, typer.Option("--job-id", help="Name the job.")] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            envvar="MODELOPS_SCHEDULER",
-            help="Run on a Dask cluster: tcp://HOST:PORT, or 'local' for a LocalCluster.",
-        ),
-    ] = None,
+    scheduler: SchedulerOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run a study: every task not already in the store, on local processes or a Dask cluster.

@@ -10,6 +10,7 @@ import typer
 
 from modelops._output import write_output
 from modelops.cli._app import command, fail
+from modelops.cli._options import BundleOption, FixOption, ModelOption, ScenarioOption
 from modelops_contracts.errors import ContractViolationError
 
 if TYPE_CHECKING:
@@ -34,14 +35,10 @@ def sample_command(
     seed: Annotated[
         int | None, typer.Option("--seed", min=0, help="Sampler seed [default: random].")
     ] = None,
-    scenario: Annotated[str, typer.Option("--scenario", help="Scenario to run.")] = "baseline",
-    fix: Annotated[
-        list[str] | None, typer.Option("--fix", help="Hold a parameter: name=value (repeat).")
-    ] = None,
-    bundle: Annotated[Path, typer.Option("--bundle", help="Model code directory.")] = Path(),
-    model: Annotated[
-        str | None, typer.Option("--model", help="The model's import path (space files).")
-    ] = None,
+    scenario: ScenarioOption = "baseline",
+    fix: FixOption = None,
+    bundle: BundleOption = Path(),
+    model: ModelOption = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Study file to write [default: stdout].")
     ] = None,
