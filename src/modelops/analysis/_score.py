@@ -208,36 +208,39 @@ def target_matrices(
         rows = rows.join(keys, on=list(target.on), how="inner")
     else:  # a scalar target: one observed row against every simulated row
         rows = rows.join(keys, how="cross")
-    with reading_results(job_id, target.output):
-        joined = rows.select(["param_id", "task_id", "replicate", "_point", target.value]).collect(
-            engine="streaming"
-        )
     # a set's matrix rows are its tasks in replicate order (ties, never within one job, by task
-    # id), whatever order the rows were stored in
-    tasks = (
-        joined.select(["param_id", "replicate", "task_id"])
-        .unique()
-        .sort(["param_id", "replicate", "task_id"])
-        .with_columns(pl.int_range(pl.len()).over("param_id").alias("_row"))
-    )
-    joined = joined.select(["task_id", "_point", target.value]).join(
-        tasks, on="task_id", how="inner", maintain_order="left"
-    )
+    # id), whatever order the rows were stored in: one sorted read, then numpy
+    with reading_results(job_id, target.output):
+        frame = (
+            rows.select(["param_id", "replicate", "task_id", "_point", target.value])
+            .sort(["param_id", "replicate", "task_id", "_point"])
+            .collect()
+        )
     empty = np.full((0, len(y)), np.nan)
     result = {
         pid: ReplicateMatrix(y, empty, np.zeros(0, np.int64), trials, arguments)
         for pid in param_ids
     }
-    replicates = {
-        str(pid): group["replicate"].to_numpy()
-        for (pid,), group in tasks.partition_by("param_id", as_dict=True).items()
-    }
-    for (pid,), group in joined.partition_by("param_id", as_dict=True).items():
-        indices = replicates[str(pid)]
-        matrix = np.full((len(indices), len(y)), np.nan)
-        points = group["_point"].to_numpy()
-        matrix[group["_row"].to_numpy(), points] = group[target.value].to_numpy()
-        result[str(pid)] = ReplicateMatrix(y, matrix, indices, trials, arguments)
+    count = frame.height
+    if not count:
+        return result
+    pids = frame["param_id"].to_numpy()
+    tasks = frame["task_id"].to_numpy()
+    replicate = frame["replicate"].to_numpy()
+    points = frame["_point"].to_numpy()
+    values = frame[target.value].to_numpy()
+    new_set = np.ones(count, dtype=bool)
+    new_set[1:] = pids[1:] != pids[:-1]
+    new_task = new_set.copy()
+    new_task[1:] |= tasks[1:] != tasks[:-1]
+    task_number = np.cumsum(new_task) - 1  # of each row, counted over the whole frame
+    starts = np.flatnonzero(new_set)
+    for start, end in zip(starts, [*starts[1:], count], strict=True):
+        rows_of = task_number[start:end] - task_number[start]
+        matrix = np.full((int(rows_of[-1]) + 1, len(y)), np.nan)
+        matrix[rows_of, points[start:end]] = values[start:end]
+        indices = replicate[start:end][new_task[start:end]]
+        result[str(pids[start])] = ReplicateMatrix(y, matrix, indices, trials, arguments)
     return result
 
 

@@ -49,6 +49,10 @@ _LOSS_PARAMETERS = {"dispersion": "negbin_nll", "sigma": "gaussian_nll"}
 """Each target field that is a loss's parameter, and the one loss it belongs to."""
 
 
+_OBSERVED: dict[tuple[Any, int, int], pl.DataFrame] = {}
+_OBSERVED_KEPT = 16  # observed frames kept (polars frames are immutable: sharing one is safe)
+
+
 @dataclass(frozen=True)
 class Target:
     """One model output compared with one observed data file through one loss."""
@@ -78,9 +82,27 @@ class Target:
     def read_observed(self) -> pl.DataFrame:
         """The observed data: the join columns, the observed column and trials, if any.
 
+        A file read before, unchanged since (same size and modification time), is not read
+        and checked again: a calibration scores against the same data every round.
+
         Raises:
             ContractViolationError: the file cannot be read, lacks a column, or repeats a key.
         """
+        try:
+            stat = self.data.stat()
+        except OSError:
+            stat = None
+        key = (self, stat.st_size, stat.st_mtime_ns) if stat is not None else None
+        if key is not None and key in _OBSERVED:
+            return _OBSERVED[key]
+        frame = self._read_observed()
+        if key is not None:
+            if len(_OBSERVED) >= _OBSERVED_KEPT:
+                _OBSERVED.pop(next(iter(_OBSERVED)))
+            _OBSERVED[key] = frame
+        return frame
+
+    def _read_observed(self) -> pl.DataFrame:
         import polars as pl
 
         try:

@@ -147,6 +147,7 @@ class Driver:
         on_progress: Callable[[Progress], None] | None,
         *,
         keep_backend: bool = False,
+        sizer: ChunkSizer | None = None,
     ) -> None:
         self.job = job
         self.keep_backend = keep_backend  # a session runs more jobs on it: leave it up
@@ -155,7 +156,7 @@ class Driver:
         self.backend = backend
         self.options = options
         self.on_progress = on_progress
-        self.sizer = ChunkSizer(options.target_chunk_seconds, options.max_chunk)
+        self.sizer = sizer or ChunkSizer(options.target_chunk_seconds, options.max_chunk)
         self.tracker = AttemptTracker(options.retries, options.task_timeout)
         self.progress = Progress(total=job.task_count())
         self.buffer = _Buffer()

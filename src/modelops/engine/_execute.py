@@ -12,6 +12,7 @@ from modelops.bundle import BundleStore
 from modelops.engine._driver import Driver
 from modelops.engine._types import Progress, RunOptions, RunSummary
 from modelops.services._base import ChunkBackend
+from modelops.services._policy import ChunkSizer
 from modelops.store import ResultStore
 from modelops_contracts import BundleError, SimJob
 
@@ -125,6 +126,7 @@ class Session:
         self._bundle = bundle
         self._stack: ExitStack | None = None
         self._bundles: set[str] = set()  # snapshots stored and checked in this session
+        self._sizer: ChunkSizer | None = None  # what one job learnt of task times, the next uses
 
     def __enter__(self) -> Session:
         stack = ExitStack()
@@ -163,9 +165,15 @@ class Session:
         if job.bundle_ref not in self._bundles:
             _ensure_bundle(job, self.store, self._bundle)
             self._bundles.add(job.bundle_ref)
+        options = options or RunOptions()
+        if self._sizer is None:
+            self._sizer = ChunkSizer(
+                options.target_chunk_seconds, options.max_chunk, share_tail=True
+            )
         driver = Driver(
-            job, self.store, self.backend, options or RunOptions(), on_progress, keep_backend=True
-        )
+            job, self.store, self.backend, options, on_progress, keep_backend=True,
+            sizer=self._sizer,
+        )  # fmt: skip
         driver.prepare()
         return driver.run()
 

@@ -126,11 +126,19 @@ class ChunkSizer:
 
     Starts small, learns the time per task from finished chunks (an exponential average), and
     grows at most eightfold per observation. Near the end of a job it splits what is left so
-    that every worker finishes at about the same time.
+    that every worker finishes at about the same time (see :meth:`next_size`).
     """
 
-    def __init__(self, target: float = 0.5, max_chunk: int = 5000, *, start: int = 4) -> None:
+    def __init__(
+        self,
+        target: float = 0.5,
+        max_chunk: int = 5000,
+        *,
+        start: int = 4,
+        share_tail: bool = False,
+    ) -> None:
         self.target = target
+        self.share_tail = share_tail
         self.max_chunk = max_chunk
         self.per_task: float | None = None
         self.size = start
@@ -159,6 +167,16 @@ class ChunkSizer:
         self.size = max(1, min(self.max_chunk, wanted, self.size * 8))
 
     def next_size(self, remaining: int, workers: int) -> int:
-        """Size of the next chunk, with ``remaining`` tasks left for ``workers`` workers."""
-        tail = math.ceil(remaining / (2 * max(1, workers))) if remaining > 0 else 1
+        """Size of the next chunk, with ``remaining`` tasks left for ``workers`` workers.
+
+        With ``share_tail``, what is left when it is less than one target chunk per worker goes
+        out as one equal share per worker: for the many small jobs of a search, where finer
+        splits only add round trips.
+        """
+        if remaining <= 0:
+            return 1
+        small = self.per_task is not None and remaining * self.per_task <= self.target * workers
+        if self.share_tail and small:
+            return max(1, min(self.max_chunk, math.ceil(remaining / max(1, workers))))
+        tail = math.ceil(remaining / (2 * max(1, workers)))
         return max(1, min(self.size, tail))

@@ -89,6 +89,19 @@ def test_chunk_sizer_grows_to_the_target_and_splits_the_tail() -> None:
     assert sizer.next_size(remaining=0, workers=2) == 1
 
 
+def test_a_session_sizer_sends_a_small_tail_as_one_share_per_worker() -> None:
+    sizer = ChunkSizer(target=0.5, max_chunk=5000, share_tail=True)
+    for _ in range(10):
+        sizer.observe([0.001] * max(sizer.size, 4), wall=0.001 * max(sizer.size, 4))
+    # more than one target chunk per worker is left: split finer and finer, as without
+    assert sizer.next_size(remaining=4000, workers=2) == sizer.size
+    assert sizer.next_size(remaining=1200, workers=2) == 300
+    # less: one equal share per worker, since finer splits only add round trips
+    assert sizer.next_size(remaining=40, workers=2) == 20
+    assert sizer.next_size(remaining=41, workers=2) == 21
+    assert sizer.next_size(remaining=1, workers=2) == 1
+
+
 def test_chunk_sizer_bounds() -> None:
     slow = ChunkSizer(target=0.5, max_chunk=5000)
     slow.observe([2.0])
