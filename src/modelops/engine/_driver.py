@@ -304,7 +304,7 @@ class Driver:
         """Up to the sizer's number of queued tasks that share a spec (retries first)."""
         if self.retry:
             return self.retry.popleft()
-        size = self.sizer.next_size(self.remaining, self.backend.workers)
+        size = self.sizer.next_size(self.remaining, self.backend.workers, self.backend.free_slots())
         while self._queued < size and self._refill():
             pass
         ready = self._ready

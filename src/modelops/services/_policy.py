@@ -166,17 +166,19 @@ class ChunkSizer:
         wanted = int(self.target / self.per_task)
         self.size = max(1, min(self.max_chunk, wanted, self.size * 8))
 
-    def next_size(self, remaining: int, workers: int) -> int:
-        """Size of the next chunk, with ``remaining`` tasks left for ``workers`` workers.
+    def next_size(self, remaining: int, workers: int, free: int | None = None) -> int:
+        """Size of the next chunk, with ``remaining`` tasks not yet sent to ``workers`` workers,
+        ``free`` of them idle now (default: all).
 
         With ``share_tail``, what is left when it is less than one target chunk per worker goes
-        out as one equal share per worker: for the many small jobs of a search, where finer
+        out as one equal share per idle worker: for the many small jobs of a search, where finer
         splits only add round trips.
         """
         if remaining <= 0:
             return 1
         small = self.per_task is not None and remaining * self.per_task <= self.target * workers
         if self.share_tail and small:
-            return max(1, min(self.max_chunk, math.ceil(remaining / max(1, workers))))
+            idle = max(1, workers if free is None else min(free, workers))
+            return max(1, min(self.max_chunk, math.ceil(remaining / idle)))
         tail = math.ceil(remaining / (2 * max(1, workers)))
         return max(1, min(self.size, tail))

@@ -99,6 +99,7 @@ def test_a_session_sizer_sends_a_small_tail_as_one_share_per_worker() -> None:
     # less: one equal share per worker, since finer splits only add round trips
     assert sizer.next_size(remaining=40, workers=2) == 20
     assert sizer.next_size(remaining=41, workers=2) == 21
+    assert sizer.next_size(remaining=20, workers=2, free=1) == 20  # the other one is busy
     assert sizer.next_size(remaining=1, workers=2) == 1
 
 
