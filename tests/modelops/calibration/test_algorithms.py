@@ -27,6 +27,7 @@ from modelops.calibration._algorithms import (
 from modelops.model import Parameter
 from modelops.sampling import ParameterSpace, random, sobol
 from modelops_contracts import ContractViolationError
+from tests.strategies import spaces as shared_spaces
 
 NAMES = tuple(ALGORITHMS)
 FEW = settings(max_examples=15, deadline=None)
@@ -34,21 +35,8 @@ SOME = settings(max_examples=25, deadline=None)
 Loss = Callable[[Point], float | None]
 
 
-@st.composite
-def parameters(draw: st.DrawFn, name: str) -> Parameter:
-    kind = draw(st.sampled_from(["float", "int"]))
-    log = draw(st.booleans())
-    low = draw(st.integers(1, 50) if log else st.integers(-50, 50))
-    width = draw(st.integers(1, 200))
-    if kind == "float":
-        return Parameter(name, low / 4, (low + width) / 4, log=log)
-    return Parameter(name, low, low + width, kind="int", log=log)
-
-
-@st.composite
-def spaces(draw: st.DrawFn, max_dims: int = 3) -> ParameterSpace:
-    dims = draw(st.integers(1, max_dims))
-    return _space(*(draw(parameters(f"p{i}")) for i in range(dims)))
+def spaces(max_dims: int = 3) -> st.SearchStrategy[ParameterSpace]:
+    return shared_spaces(max_dims=max_dims, max_width=200)
 
 
 def _space(*params: Parameter, fixed: dict[str, Any] | None = None) -> ParameterSpace:

@@ -22,27 +22,10 @@ from modelops.sampling import (
 )
 from modelops_contracts import ContractViolationError, SimulationStudy
 from modelops_contracts.params import make_param_id
+from tests.strategies import spaces
 
 SAMPLED = {"random": random, "lhs": lhs, "sobol": sobol}
 FAST = settings(max_examples=40, deadline=None)
-
-
-@st.composite
-def parameters(draw: st.DrawFn, name: str) -> Parameter:
-    kind = draw(st.sampled_from(["float", "int"]))
-    log = draw(st.booleans())
-    low = draw(st.integers(1, 50) if log else st.integers(-50, 50))
-    width = draw(st.integers(1, 1000))
-    if kind == "float":
-        return Parameter(name, low / 4, (low + width) / 4, log=log)
-    return Parameter(name, low, low + width, kind="int", log=log)
-
-
-@st.composite
-def spaces(draw: st.DrawFn, max_dims: int = 4) -> ParameterSpace:
-    dims = draw(st.integers(1, max_dims))
-    params = [draw(parameters(f"p{i}")) for i in range(dims)]
-    return ParameterSpace.from_parameters(params, model="pkg.mod.Model")
 
 
 def _draw(method: str, space: ParameterSpace, n: int, seed: int) -> SimulationStudy:
