@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import ClassVar
@@ -62,8 +63,15 @@ class LocalSimulationService(ChunkBackend):
     def warm_up(self) -> None:
         """Start the workers in the background while the driver prepares the job."""
         if self._pool is None and self._starting is None:
-            self._starting = threading.Thread(target=self._start_pool, daemon=True)
-            self._starting.start()
+            thread = threading.Thread(target=self._start_pool, daemon=True)
+            # A Ctrl-C inside start() would leave a thread that close() can neither join nor
+            # forget: it is held back until the thread runs and is recorded.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                thread.start()
+                self._starting = thread
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _start_pool(self) -> None:
         pool = WorkerPool(
