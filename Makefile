@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/mops run examples/sir/study.yaml --bundle examples/sir --store .modelops
 	$(BIN)/mops status --store .modelops
 	$(BIN)/mops calibrate sir_model.SIR --bundle examples/sir --targets examples/sir/targets.yaml \
-		--fix population=10000 --fix initial_infected=100 --budget 48 --store .modelops
+		--fix population=10000 --fix initial_infected=100 --budget 200 --store .modelops
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
