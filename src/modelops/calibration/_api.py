@@ -178,11 +178,6 @@ def calibrate(
     )
     if space.model is None:
         raise ContractViolationError("give the model's import path", field="model")
-    if not space.parameters:
-        raise ContractViolationError(
-            "the space has no free parameter to calibrate (every parameter is fixed)",
-            field="space",
-        )
     from modelops.calibration._algorithms import make_algorithm  # numpy, optuna: only now
 
     algo = make_algorithm(

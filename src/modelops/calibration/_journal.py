@@ -136,8 +136,12 @@ class Journal:
             for i in range(len(columns["generation"]))
         ]
 
-    def path(self, name: str) -> Path:
-        return self.directory / name
+    def populations_written(self) -> int:
+        """How many ABC-SMC populations ``populations.json`` holds."""
+        path = self.directory / POPULATIONS_FILE
+        if not path.is_file():
+            return 0
+        return len(json.loads(path.read_text(encoding="utf-8"))["populations"])
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -113,7 +113,8 @@ class _Loop:
             self.algorithm.tell(points, [r.loss for r in rows])
             self.rows.extend(rows)
             self.generation = generation + 1
-        self.populations_written = self._populations_count(journaled=True)
+        self.populations_written = self.journal.populations_written()
+        self._journal_populations()  # killed between the evaluations and the populations
         self._note_best()
 
     def search(self) -> None:
@@ -305,17 +306,6 @@ class _Loop:
     def _names(self) -> list[str]:
         return [*self.space.names, *self.space.fixed]
 
-    def _populations_count(self, *, journaled: bool = False) -> int:
-        if journaled:
-            import json
-
-            path = self.journal.path("populations.json")
-            if not path.is_file():
-                return 0
-            return len(json.loads(path.read_text(encoding="utf-8"))["populations"])
-        populations = getattr(self.algorithm, "populations", None)
-        return len(populations()) if callable(populations) else 0
-
     def _journal_populations(self) -> None:
         populations = getattr(self.algorithm, "populations", None)
         if not callable(populations):
@@ -349,8 +339,6 @@ def run_calibration(
     """Run (or resume) the calibration of ``spec`` inside ``session``; its result record."""
     loop = _Loop(spec, algorithm, journal, session, options, on_progress)
     loop.replay()
-    if loop.populations_written < loop._populations_count():
-        loop._journal_populations()  # killed between the evaluations and the populations
     loop.search()
     journal.start(spec)
     best, reeval_job = loop.reevaluate()
