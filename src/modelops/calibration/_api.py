@@ -60,7 +60,7 @@ def resolve_inputs(
     elif isinstance(source, type) and issubclass(source, Model):
         space = ParameterSpace.from_model(source)
         space = space if model is None else _with_model(space, model)
-    elif str(source).lower().endswith(_SPACE_SUFFIXES) or Path(str(source)).is_file():
+    elif _is_space_file(source):
         space, found = _space_file(Path(str(source)), model)
     else:
         space = load_space(str(source), bundle, model=model, scenario=scenario)
@@ -85,14 +85,30 @@ def _with_model(space: ParameterSpace, model: str) -> ParameterSpace:
     return ParameterSpace(space.parameters, space.fixed, model, space.declared)
 
 
+def _is_space_file(source: object) -> bool:
+    """A source naming a space file (by its suffix, or because it is a file), not a Model."""
+    if not isinstance(source, str | Path):
+        return False
+    return str(source).lower().endswith(_SPACE_SUFFIXES) or Path(source).is_file()
+
+
+def _check_model_path(source: object, model: str | None) -> None:
+    """A space file needs the model's import path: said before anything is hashed or read.
+
+    Raises:
+        ContractViolationError: ``field="model"``.
+    """
+    if model is None and _is_space_file(source):
+        raise ContractViolationError("a space file needs the model's import path", field="model")
+
+
 def _space_file(path: Path, model: str | None) -> tuple[ParameterSpace, list[Target]]:
     """A space file's space and its ``targets:`` list, if any."""
     from modelops.analysis import targets_from_dicts
     from modelops.sampling import ParameterSpace
     from modelops_contracts._loading import read_document
 
-    if model is None:
-        raise ContractViolationError("a space file needs the model's import path", field="model")
+    _check_model_path(path, model)
     doc = read_document(path, what="space file")
     if not isinstance(doc, Mapping):
         raise ContractViolationError(f"{path} must hold a mapping of parameter to range")
@@ -156,6 +172,7 @@ def calibrate(
         if reeval_replicates is None
         else check_count("re-evaluation replicates", reeval_replicates)
     )
+    _check_model_path(source, model)
     bundle_dir = Path(bundle)
     store_root = Path(store) if store is not None else default_store()
     bundle_ref = compute_digest(bundle_dir, exclude=[store_root])

@@ -82,3 +82,22 @@ def test_unknown_calibration_is_one_line(line_bundle: LineBundle) -> None:
     assert done.code == 2
     assert done.stderr.startswith("error: no calibration cal-0000000000000000")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_space_file_with_its_own_targets(line_bundle: LineBundle) -> None:
+    space = line_bundle.targets.with_name("space.yaml")
+    space.write_text(
+        "slope: {lower: 0.0, upper: 5.0}\n"
+        "offset: {lower: 1.0, upper: 100.0, scale: log}\n"
+        "fixed: {width: 5}\n" + line_bundle.targets.read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    common = ["--bundle", line_bundle.path, "--store", line_bundle.store, "--budget", 8]
+    common += ["--batch", 4, "--replicates", 2, "--top-k", 1, "--workers", 1]
+    missing = run_mops("calibrate", space, *common)
+    assert missing.code == 2
+    assert missing.stderr == "error: --model: a space file needs the model's import path\n"
+    done = run_mops("calibrate", space, "--model", "line.Line", *common, "--json")
+    assert done.code == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["evaluations"] == 8 and result["best"]["params"]["width"] == 5
