@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from modelops.store import JobLike, ResultStore
 
-__all__ = ["draw_loss", "draw_output", "plot_loss", "plot_output"]
+__all__ = ["draw_loss", "draw_output", "observed_dots", "plot_loss", "plot_output"]
 
 _BAND = (0.05, 0.95)
 
@@ -116,20 +116,29 @@ def draw_output(
     _check_targets(result_store, job_id, output, overlays)
     for target in overlays:
         if target.output == output and target.value == y and list(target.on) == [x]:
-            observed = target.read_observed().sort(x)
-            axes.scatter(
-                observed[x].to_numpy(),
-                observed_numbers(observed, target.observed, target),
-                s=10,
-                color="black",
-                zorder=3,
-                label=f"observed ({target.name})",
-            )
+            observed_dots(axes, target, x, label=f"observed ({target.name})", size=10)
     axes.set_xlabel(x)
     axes.set_ylabel(y)
     axes.set_title(f"{output}: {y} (mean and 5-95% band over replicates)")
     _legend(axes)
     return figure
+
+
+def observed_dots(axes: Axes, target: Target, x: str, *, label: str, size: float) -> None:
+    """A target's observed values as black dots against its ``on`` column ``x``.
+
+    Raises:
+        ContractViolationError: the observed data is unreadable or not numbers.
+    """
+    observed = target.read_observed().sort(x)
+    axes.scatter(
+        observed[x].to_numpy(),
+        observed_numbers(observed, target.observed, target),
+        s=size,
+        color="black",
+        zorder=3,
+        label=label,
+    )
 
 
 def _check_targets(store: ResultStore, job_id: str, output: str, targets: Sequence[Target]) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelops._output import write_output
 from modelops.analysis._aggregate import reading_results
+from modelops.analysis._plots import observed_dots
 from modelops.analysis._score import scan_target
 from modelops.analysis._targets import observed_numbers
 from modelops.calibration._journal import param_columns
@@ -550,15 +551,7 @@ def _band(axes: Axes, target: Target, frame: pl.DataFrame, pooled: bool) -> None
         linewidth=0,
         label=f"5-95% over {over}",
     )
-    observed = target.read_observed().sort(x)
-    axes.scatter(
-        observed[x].to_numpy(),
-        observed_numbers(observed, target.observed, target),
-        s=14,
-        color="black",
-        zorder=3,
-        label="observed",
-    )
+    observed_dots(axes, target, x, label="observed", size=14)
     axes.set_xlabel(x)
     axes.set_ylabel(target.value)
 

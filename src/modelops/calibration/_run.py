@@ -152,7 +152,9 @@ class _Loop:
         from modelops.analysis import point_losses
 
         spec = self.spec
-        distinct = list({make_param_id(p): p for p in points}.values())
+        pids = [make_param_id(p) for p in points]  # each point hashed once
+        by_pid = dict(zip(pids, points, strict=True))
+        distinct = list(by_pid.values())
         study = SimulationStudy(
             model=spec.model,
             scenario=spec.scenario,
@@ -187,7 +189,7 @@ class _Loop:
         if any(t.output not in produced for t in spec.targets):  # no task of the round ran
             scored = {
                 pid: {"loss": None, "loss_se": None, "n_replicates": 0, "failed": True}
-                for pid in map(make_param_id, distinct)
+                for pid in by_pid
             }
         else:
             table = point_losses(
@@ -199,8 +201,7 @@ class _Loop:
             )
             scored = {row["param_id"]: row for row in table.iter_rows(named=True)}
         rows = []
-        for index, params in enumerate(points):
-            pid = make_param_id(params)
+        for index, (pid, params) in enumerate(zip(pids, points, strict=True)):
             row = scored[pid]
             loss = None if row["failed"] else _finite(row["loss"])
             rows.append(
