@@ -149,8 +149,12 @@ def open_calibration(calibration_id: str, *, store: Path | str | None = None) ->
 
 
 def list_calibrations(store: Path | str | None = None) -> list[Calibration]:
-    """Every calibration of ``store``, by id."""
-    from modelops.store import default_store
+    """Every calibration of ``store``, by id.
 
-    root = Path(store) if store is not None else default_store()
+    Raises:
+        StoreError: there is no store there.
+    """
+    from modelops.store import existing_store_root
+
+    root = existing_store_root(store)
     return [Calibration(j.calibration_id, root) for j in list_journals(root)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from modelops.store._reading import (
     JobLike,
     default_store,
+    existing_store_root,
     job_state,
     job_status,
     open_existing_store,
@@ -50,6 +51,7 @@ __all__ = [
     "ShardRecord",
     "TaskStatus",
     "default_store",
+    "existing_store_root",
     "job_state",
     "job_status",
     "open_existing_store",

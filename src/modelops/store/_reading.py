@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_STORE",
     "JobLike",
     "default_store",
+    "existing_store_root",
     "job_state",
     "job_status",
     "open_existing_store",
@@ -67,6 +68,21 @@ def open_store(store: ResultStore | Path | str | None = None) -> ResultStore:
     return ResultStore(Path(store) if store is not None else default_store())
 
 
+def existing_store_root(store: Path | str | None = None) -> Path:
+    """The directory of a store that must already exist (default: the default store).
+
+    Raises:
+        StoreError: there is no ledger at the location.
+    """
+    root = Path(store).expanduser() if store is not None else default_store()
+    if not (root / LEDGER_FILE).is_file():
+        raise StoreError(
+            f"no ModelOps store at {root}",
+            hint="run a study first or point at the directory that holds ledger.sqlite",
+        )
+    return root
+
+
 def open_existing_store(
     store: ResultStore | Path | str | None = None, *, readonly: bool = True
 ) -> ResultStore:
@@ -81,12 +97,7 @@ def open_existing_store(
     """
     if isinstance(store, ResultStore):
         return store
-    root = Path(store).expanduser() if store is not None else default_store()
-    if not (root / LEDGER_FILE).is_file():
-        raise StoreError(
-            f"no ModelOps store at {root}",
-            hint="run a study first or point at the directory that holds ledger.sqlite",
-        )
+    root = existing_store_root(store)
     if readonly and os.access(root, os.W_OK) and ledger_schema(root / LEDGER_FILE) < SCHEMA_VERSION:
         ResultStore(root).close()  # an old store is upgraded in place on its first open
     return ResultStore(root, readonly=readonly)

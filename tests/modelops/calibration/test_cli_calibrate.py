@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,10 @@ def test_a_space_file_with_its_own_targets(line_bundle: LineBundle) -> None:
     assert done.code == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["evaluations"] == 8 and result["best"]["params"]["width"] == 5
+
+
+def test_listing_a_directory_that_is_no_store_is_one_line(tmp_path: Path) -> None:
+    done = run_mops("calibrations", "--store", tmp_path / "nowhere")
+    assert done.code == 2
+    assert done.stderr.startswith(f"error: no ModelOps store at {tmp_path / 'nowhere'}")
+    assert len(done.stderr.strip().splitlines()) == 1

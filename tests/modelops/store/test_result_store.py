@@ -153,6 +153,7 @@ def test_public_names() -> None:
         "CachedTask",
         "TaskStatus",
         "default_store",
+        "existing_store_root",
         "job_state",
         "job_status",
         "open_existing_store",
