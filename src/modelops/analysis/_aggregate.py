@@ -81,7 +81,7 @@ def aggregate(
     declared = set(read_job(result_store, job_id).parameter_names())
     params = [name for name in schema.names() if name in declared]  # result-column order
     by = list(by)
-    _check_by(by, schema.names(), declared, output)
+    check_by(by, schema.names(), declared, output)
     if any(not 0.0 <= q <= 1.0 for q in quantiles):
         raise ContractViolationError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
     skip = {*KEY_COLUMNS, *params, *by}
@@ -107,7 +107,7 @@ def aggregate(
         return query.collect(engine="streaming")
 
 
-def _check_by(by: list[str], columns: Sequence[str], params: set[str], output: str) -> None:
+def check_by(by: list[str], columns: Sequence[str], params: set[str], output: str) -> None:
     """Refuse grouping columns that are unknown, repeated, or already part of every group."""
     for index, name in enumerate(by):
         if name not in columns:

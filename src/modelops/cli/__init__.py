@@ -9,6 +9,7 @@ from modelops.cli import (  # noqa: F401  (registers commands)
     _files,
     _jobs,
     _sample,
+    _sensitivity,
 )
 from modelops.cli._app import app, run_app
 

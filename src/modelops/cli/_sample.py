@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 
 @command("sample")
 def sample_command(
-    method: Annotated[str, typer.Argument(help="grid, random, lhs or sobol.")],
+    method: Annotated[str, typer.Argument(help="grid, random, lhs, sobol, saltelli or morris.")],
     source: Annotated[
         str,
         typer.Argument(
@@ -28,7 +30,21 @@ def sample_command(
             help="A Model's import path inside --bundle (sir_model.SIR), or a space file.",
         ),
     ],
-    n: Annotated[int, typer.Option("--n", min=1, help="Sample size (grid: points per parameter).")],
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n", min=1, help="Sample size (grid: points per parameter; saltelli: base samples)."
+        ),
+    ] = None,
+    second_order: Annotated[
+        bool, typer.Option("--second-order", help="saltelli: also pairwise indices (S2).")
+    ] = False,
+    trajectories: Annotated[
+        int | None, typer.Option("--trajectories", min=1, help="morris: number of trajectories.")
+    ] = None,
+    levels: Annotated[
+        int | None, typer.Option("--levels", min=2, help="morris: grid levels [default: 4].")
+    ] = None,
     replicates: Annotated[
         int, typer.Option("--replicates", min=1, help="Seeds per parameter set.")
     ] = 1,
@@ -43,17 +59,15 @@ def sample_command(
         Path | None, typer.Option("-o", "--output", help="Study file to write [default: stdout].")
     ] = None,
 ) -> None:
-    """Write a study: a grid, random, Latin hypercube or Sobol design over a parameter space.
+    """Write a study: a grid, random, Latin hypercube or Sobol design over a parameter space,
+    or a sensitivity design (saltelli for Sobol' indices, morris for elementary effects).
 
-    The same arguments and --seed give the same file, byte for byte; `mops run` takes it as is.
+    The same arguments and --seed give the same file, byte for byte; `mops run` takes it as is,
+    and `mops sensitivity` analyses the job of a saltelli or morris design.
     """
-    from modelops.sampling import SAMPLERS, SobolSampleSizeWarning, load_space, parse_fixes
+    from modelops.sampling import SobolSampleSizeWarning, load_space, parse_fixes
 
-    sampler = SAMPLERS.get(method)
-    if sampler is None:
-        raise ContractViolationError(
-            f"METHOD must be one of {', '.join(SAMPLERS)}, got {method!r}", field="method"
-        )
+    sampler = _sampler(method, n, second_order, trajectories, levels)
     try:
         space = load_space(source, bundle, model=model, scenario=scenario)
     except ContractViolationError as err:
@@ -67,7 +81,7 @@ def sample_command(
     space = space.with_fixed(fixed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SobolSampleSizeWarning)
-        study = sampler(space, n, seed=seed, replicates=replicates, scenario=scenario, model=model)
+        study = sampler(space, seed=seed, replicates=replicates, scenario=scenario, model=model)
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)
     text = study.to_json(indent=2) + "\n" if _is_json(output) else study.to_yaml()
@@ -77,6 +91,39 @@ def sample_command(
         write_output(output, lambda path: path.write_text(text, encoding="utf-8"))
     for line in _summary(study, space, output, bundle):
         typer.echo(line, err=output is None)
+
+
+def _sampler(
+    method: str,
+    n: int | None,
+    second_order: bool,
+    trajectories: int | None,
+    levels: int | None,
+) -> Callable[..., SimulationStudy]:
+    """The sampler METHOD names with its size arguments bound; flags of other methods refused."""
+    from modelops.sampling import SAMPLERS
+    from modelops.sensitivity import DESIGN_METHODS, morris, saltelli
+
+    known = [*SAMPLERS, *DESIGN_METHODS]
+    if method not in known:
+        raise ContractViolationError(
+            f"METHOD must be one of {', '.join(known)}, got {method!r}", field="method"
+        )
+    if second_order and method != "saltelli":
+        raise fail("--second-order is for saltelli designs only")
+    if method != "morris" and (trajectories is not None or levels is not None):
+        raise fail("--trajectories and --levels are for morris designs only")
+    if method == "morris":
+        if n is not None:
+            raise fail("morris takes --trajectories T, not --n")
+        if trajectories is None:
+            raise fail("morris needs --trajectories T")
+        return partial(morris, trajectories=trajectories, levels=levels or 4)
+    if n is None:
+        raise fail(f"{method} needs --n N")
+    if method == "saltelli":
+        return partial(saltelli, n=n, second_order=second_order)
+    return partial(SAMPLERS[method], n=n)
 
 
 def _is_json(output: Path | None) -> bool:
@@ -102,6 +149,17 @@ def _summary(
         lines.append(f"  {p.name:<{width}}  {p.kind:<5}  {ranges[p.name]:<{span}}  {scale}")
     for name, value in space.fixed.items():
         lines.append(f"  {name:<{width}}  fixed  {value}")
+    design = meta.get("design")
+    if isinstance(design, dict):
+        size = (
+            f"N={design['n']} base samples"
+            if design["method"] == "saltelli"
+            else f"{design['trajectories']} trajectories on {design['levels']} levels"
+        )
+        lines.append(
+            f"{design['method']} design: {size}, {len(design['rows'])} rows; after the run, "
+            "analyse it with: mops sensitivity JOB OUTPUT --value COLUMN"
+        )
     if output is not None:
         where = f" --bundle {bundle}" if bundle != Path() else ""
         lines.append(f"wrote {output}; run it with: mops run {output}{where}")

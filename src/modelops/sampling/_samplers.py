@@ -56,8 +56,8 @@ def grid(
     Raises:
         ContractViolationError: for a bad argument or a grid larger than :data:`MAX_SETS`.
     """
-    space = _space(space)
-    _check_n(n)
+    space = as_space(space)
+    check_n(n)
     size = math.prod(_axis_length(p, n) for p in space.parameters)
     if size > MAX_SETS:
         raise ContractViolationError(
@@ -68,7 +68,7 @@ def grid(
         )
     axes = [_axis(p, n) for p in space.parameters]
     sets = [space.point(values) for values in itertools.product(*axes)]
-    return _study("grid", space, n, seed, sets, replicates, scenario, model)
+    return design_study("grid", space, n, seed, sets, replicates, scenario, model)
 
 
 def random(
@@ -169,14 +169,14 @@ def _sampled(
     scenario: str,
     model: str | None,
 ) -> SimulationStudy:
-    space = _space(space)
-    _check_n(n)
+    space = as_space(space)
+    check_n(n)
     if n > MAX_SETS:
         raise ContractViolationError(f"n must be at most {MAX_SETS}, got {n}", field="n", value=n)
-    seed = _seed(seed)
+    seed = pick_seed(seed)
     unit = design(n, len(space.parameters), np.random.default_rng(seed))
     sets = _distinct(space.scale(unit))
-    return _study(method, space, n, seed, sets, replicates, scenario, model)
+    return design_study(method, space, n, seed, sets, replicates, scenario, model)
 
 
 def _axis_length(parameter: Parameter, n: int) -> int:
@@ -207,7 +207,7 @@ def _distinct(sets: list[dict[str, Value]]) -> list[dict[str, Value]]:
     return out
 
 
-def _study(
+def design_study(
     method: str,
     space: ParameterSpace,
     n: int,
@@ -216,7 +216,9 @@ def _study(
     replicates: int,
     scenario: str,
     model: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> SimulationStudy:
+    """The study of ``sets``; its metadata records the design (plus ``extra``, if given)."""
     path = model or space.model
     if path is None:
         raise ContractViolationError(
@@ -229,6 +231,7 @@ def _study(
         "seed": seed,
         "n_sets": len(sets),
         "space": space.to_dict(),
+        **(extra or {}),
     }
     return SimulationStudy(
         model=path,
@@ -240,7 +243,8 @@ def _study(
     )
 
 
-def _space(space: SpaceLike) -> ParameterSpace:
+def as_space(space: SpaceLike) -> ParameterSpace:
+    """The space a sampler varies: a ParameterSpace as is, or a Model class's parameters."""
     if isinstance(space, ParameterSpace):
         result = space
     elif isinstance(space, type) and issubclass(space, Model):
@@ -255,12 +259,14 @@ def _space(space: SpaceLike) -> ParameterSpace:
     return result
 
 
-def _check_n(n: int) -> None:
+def check_n(n: int) -> None:
+    """Refuse a sample size that is not a positive int."""
     if type(n) is not int or n < 1:
         raise ContractViolationError(f"n must be a positive integer, got {n!r}", field="n", value=n)
 
 
-def _seed(seed: int | None) -> int:
+def pick_seed(seed: int | None) -> int:
+    """``seed`` checked, or a fresh random one (recorded in the study) when None."""
     if seed is None:
         return secrets.randbits(32)
     if type(seed) is not int or seed < 0:
