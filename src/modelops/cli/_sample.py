@@ -93,6 +93,9 @@ def sample_command(
         typer.echo(line, err=output is None)
 
 
+_LARGE = 5_000  # parameter sets above which a YAML study takes seconds to read
+
+
 def _sampler(
     method: str,
     n: int | None,
@@ -160,6 +163,8 @@ def _summary(
             f"{design['method']} design: {size}, {len(design['rows'])} rows; after the run, "
             "analyse it with: mops sensitivity JOB OUTPUT --value COLUMN"
         )
+    if sets > _LARGE and not _is_json(output):
+        lines.append(f"hint: a study of {sets} sets reads much faster as JSON: -o FILE.json")
     if output is not None:
         where = f" --bundle {bundle}" if bundle != Path() else ""
         lines.append(f"wrote {output}; run it with: mops run {output}{where}")

@@ -332,6 +332,13 @@ def _analyse_group(
             noise_fraction=None,
             warnings=(f"{missing} design parameter sets have no value here: no indices",),
         )
+    if np.ptp(values.mean) == 0.0:
+        return GroupIndices(
+            key=key,
+            indices=_constant_indices(design, method),
+            noise_fraction=_noise_fraction(values, np.arange(len(values.mean))),
+            warnings=("the value is constant over the design: every index is 0",),
+        )
     if method == "sobol":
         return _sobol_group(design, key, values, seed, resamples, conf_level)
     return _morris_group(design, key, values, seed, resamples, conf_level)
@@ -346,7 +353,7 @@ def _sobol_group(
     conf_level: float,
 ) -> GroupIndices:
     notes: list[str] = []
-    noise = _noise_fraction(values, _ab_rows(design, design.n))
+    noise = _noise_fraction(values, np.arange(len(values.mean)))
     figures = _sobol_at(design, values, design.n, seed, resamples, conf_level, notes)
     convergence = {}
     for n in (design.n // 4, design.n // 2):
@@ -508,6 +515,14 @@ def _noise_fraction(values: _RowValues, rows: NDArray[np.int64]) -> float | None
     return within / total if total > 0 else 0.0
 
 
+def _constant_indices(design: Design, method: str) -> dict[str, dict[str, Any]]:
+    """Every figure 0: an output that never moves depends on no parameter."""
+    return {
+        p: {k: (dict.fromkeys(v, 0.0) if isinstance(v, dict) else 0.0) for k, v in f.items()}
+        for p, f in _nan_indices(design, method).items()
+    }
+
+
 def _nan_indices(design: Design, method: str) -> dict[str, dict[str, Any]]:
     names = (
         ("S1", "S1_conf", "ST", "ST_conf")
@@ -604,7 +619,4 @@ def _noise_warning(noise: float | None) -> list[str]:
 
 
 def _salib_note(caught: list[warnings.WarningMessage]) -> str:
-    text = " ".join(str(caught[0].message).split())
-    if "constant" in text.lower():
-        return "the value is constant over the design: every index is 0"
-    return f"SALib: {text}"
+    return "SALib: " + " ".join(str(caught[0].message).split())

@@ -189,9 +189,12 @@ def read_design(job: SimJob) -> Design:
         )
     try:
         method = str(design["method"])
-        parameters = tuple(str(p) for p in design["parameters"])
-        rows = tuple(str(r) for r in design["rows"])
+        parameters = tuple(str(p) for p in _listed(design["parameters"]))
+        rows = tuple(str(r) for r in _listed(design["rows"]))
         size = int(design["n"] if method == "saltelli" else design["trajectories"])
+        unit = tuple(
+            tuple(float(v) for v in _listed(row)) for row in _listed(design.get("unit", []))
+        )
         result = Design(
             method=method,
             n=size,
@@ -200,21 +203,31 @@ def read_design(job: SimJob) -> Design:
             seed=int(job.metadata.get("seed", 0)),
             second_order=bool(design.get("second_order", False)),
             levels=int(design.get("levels", 4)),
-            unit=tuple(tuple(float(v) for v in row) for row in design.get("unit", ())),
+            unit=unit,
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ContractViolationError(
             f"job {job.job_id}: its sensitivity design record is damaged ({err})", field="design"
         ) from None
-    if len(result.rows) != result.n * result.step or (
-        method == "morris" and len(result.unit) != len(result.rows)
-    ):
+    expected = result.n * result.step
+    problem = None
+    if len(rows) != expected:
+        problem = f"{len(rows)} rows, expected {expected}"
+    elif method == "morris" and len(unit) != len(rows):
+        problem = f"{len(unit)} unit rows for {len(rows)} design rows"
+    elif not set(rows) <= job.parameter_sets().keys():
+        problem = "rows naming parameter sets the job does not have"
+    if problem is not None:
         raise ContractViolationError(
-            f"job {job.job_id}: its sensitivity design has {len(result.rows)} rows, expected "
-            f"{result.n * result.step}",
-            field="design",
+            f"job {job.job_id}: its sensitivity design is damaged ({problem})", field="design"
         )
     return result
+
+
+def _listed(value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
 
 
 def _design_study(
