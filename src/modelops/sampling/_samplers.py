@@ -144,19 +144,25 @@ def _sobol(n: int, d: int, rng: np.random.Generator) -> NDArray[np.float64]:
     engine = qmc.Sobol(d, scramble=True, rng=rng)
     if n & (n - 1) == 0:
         return np.asarray(engine.random_base2(n.bit_length() - 1), dtype=np.float64)
-    lower, upper = 1 << (n.bit_length() - 1), 1 << n.bit_length()
-    warnings.warn(
-        f"sobol: n={n} is not a power of two; the design loses its balance properties "
-        f"(use n={lower} or n={upper})",
-        SobolSampleSizeWarning,
-        stacklevel=4,
-    )
+    warn_not_power_of_two("sobol: n", n, stacklevel=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # scipy's own version of the warning above
         return np.asarray(engine.random(n), dtype=np.float64)
 
 
 # -- shared --------------------------------------------------------------------------------------
+
+
+def warn_not_power_of_two(what: str, n: int, *, stacklevel: int) -> None:
+    """Warn that a Sobol' design of ``n`` points loses its balance; name the nearest powers."""
+    lower, upper = 1 << (n.bit_length() - 1), 1 << n.bit_length()
+    name = what.rpartition(" ")[2]
+    warnings.warn(
+        f"{what}={n} is not a power of two; the design loses the balance of the Sobol' "
+        f"sequence (use {name}={lower} or {name}={upper})",
+        SobolSampleSizeWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _sampled(

@@ -339,30 +339,22 @@ def _analyse_group(
             noise_fraction=_noise_fraction(values, np.arange(len(values.mean))),
             warnings=("the value is constant over the design: every index is 0",),
         )
-    if method == "sobol":
-        return _sobol_group(design, key, values, seed, resamples, conf_level)
-    return _morris_group(design, key, values, seed, resamples, conf_level)
-
-
-def _sobol_group(
-    design: Design,
-    key: Mapping[str, Any],
-    values: _RowValues,
-    seed: int,
-    resamples: int,
-    conf_level: float,
-) -> GroupIndices:
+    estimate = _sobol_at if method == "sobol" else _morris_at
+    main = ("S1", "ST") if method == "sobol" else ("mu_star",)
     notes: list[str] = []
     noise = _noise_fraction(values, np.arange(len(values.mean)))
-    figures = _sobol_at(design, values, design.n, seed, resamples, conf_level, notes)
-    convergence = {}
+    figures = estimate(design, values, design.n, seed, resamples, conf_level, notes)
+    convergence: dict[int, dict[str, dict[str, float]]] = {}
     for n in (design.n // 4, design.n // 2):
-        if n >= 2:
-            quiet: list[str] = []
-            at = _sobol_at(design, values, n, seed, _CHECK_RESAMPLES, conf_level, quiet)
-            convergence[n] = {p: {"S1": f["S1"], "ST": f["ST"]} for p, f in at.items()}
-    convergence[design.n] = {p: {"S1": f["S1"], "ST": f["ST"]} for p, f in figures.items()}
-    notes += _sobol_warnings(figures, convergence.get(design.n // 2), design.n)
+        if n >= 2:  # only the values count: few resamples, and their SALib notes dropped
+            at = estimate(design, values, n, seed, _CHECK_RESAMPLES, conf_level, [])
+            convergence[n] = {p: {k: f[k] for k in main} for p, f in at.items()}
+    convergence[design.n] = {p: {k: f[k] for k in main} for p, f in figures.items()}
+    half = convergence.get(design.n // 2)
+    if method == "sobol":
+        notes += _sobol_warnings(figures, half, design.n)
+    else:
+        notes += _morris_warnings(figures, half)
     notes += _noise_warning(noise)
     return GroupIndices(key, figures, noise, convergence, tuple(notes))
 
@@ -443,28 +435,6 @@ def _corrected(index: float, variance: float, bias: float, signal: float) -> flo
     if not signal > 0:
         return float("nan")
     return (index * variance - bias) / signal
-
-
-def _morris_group(
-    design: Design,
-    key: Mapping[str, Any],
-    values: _RowValues,
-    seed: int,
-    resamples: int,
-    conf_level: float,
-) -> GroupIndices:
-    notes: list[str] = []
-    noise = _noise_fraction(values, np.arange(len(values.mean)))
-    figures = _morris_at(design, values, design.n, seed, resamples, conf_level, notes)
-    convergence = {}
-    for n in (design.n // 4, design.n // 2):
-        if n >= 2:
-            at = _morris_at(design, values, n, seed, _CHECK_RESAMPLES, conf_level, [])
-            convergence[n] = {p: {"mu_star": f["mu_star"]} for p, f in at.items()}
-    convergence[design.n] = {p: {"mu_star": f["mu_star"]} for p, f in figures.items()}
-    notes += _morris_warnings(figures, convergence.get(design.n // 2))
-    notes += _noise_warning(noise)
-    return GroupIndices(key, figures, noise, convergence, tuple(notes))
 
 
 def _morris_at(

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from modelops.sampling._samplers import (
     MAX_SETS,
-    SobolSampleSizeWarning,
     SpaceLike,
     as_space,
     design_study,
     pick_seed,
+    warn_not_power_of_two,
 )
 from modelops_contracts.entrypoint import DEFAULT_SCENARIO
 from modelops_contracts.errors import ContractViolationError
@@ -78,13 +78,7 @@ def saltelli(
     _check_rows(rows, f"n={n} over {d} parameters")
     seed = pick_seed(seed)
     if n & (n - 1):
-        lower, upper = 1 << (n.bit_length() - 1), 1 << n.bit_length()
-        warnings.warn(
-            f"saltelli: N={n} is not a power of two; the Sobol' sequence loses its balance "
-            f"(use N={lower} or N={upper})",
-            SobolSampleSizeWarning,
-            stacklevel=2,
-        )
+        warn_not_power_of_two("saltelli: N", n, stacklevel=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # scipy's own power-of-two warning
         unit = salib_sobol.sample(
