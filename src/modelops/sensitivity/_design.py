@@ -4,8 +4,10 @@ trajectories (elementary effects).
 SALib draws the design in the unit cube; the space maps it onto the parameters' ranges (log
 scale and ints included), so indices are those of the inputs as a modeller samples them. The
 study's metadata keeps the design under ``"design"``: its method and size, the parameters in
-SALib's order, and ``rows``, the param_id of every design row in SALib's layout. Analysis
-rebuilds SALib's output vector from ``rows``, so it never depends on the order, caching or
+SALib's order, and ``rows``, the param_id of every design row in SALib's layout: row k belongs
+to base sample k // step, in the role ``roles[k % step]`` (``A``, ``AB:<param>`` ... ``B``; A with
+that parameter's column from B, and ``BA:<param>`` for second order). Analysis rebuilds SALib's
+output vector from ``rows``, so it never depends on the order, caching or
 merging of tasks. A Morris design also keeps its ``unit`` matrix, which SALib's analysis reads
 to find each step's parameter and size.
 """
@@ -84,7 +86,9 @@ def saltelli(
         unit = salib_sobol.sample(
             _unit_problem(space.names), n, calc_second_order=second_order, scramble=True, seed=seed
         )
-    design = {"method": "saltelli", "n": n, "second_order": second_order}
+    roles = ["A", *(f"AB:{p}" for p in space.names)]
+    roles += [f"BA:{p}" for p in space.names] if second_order else []
+    design = {"method": "saltelli", "n": n, "second_order": second_order, "roles": [*roles, "B"]}
     return _design_study("saltelli", space, n, seed, unit, design, replicates, scenario, model)
 
 

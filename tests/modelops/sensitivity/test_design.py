@@ -364,3 +364,20 @@ def test_a_power_of_two_does_not_warn() -> None:
         warnings.simplefilter("error")
         for n in (4, 8, 64):
             saltelli(SPACE, n, seed=0)
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_each_row_plays_its_recorded_role(second_order: bool) -> None:
+    study = saltelli(SPACE, 8, second_order=second_order, seed=4)
+    record = study.metadata["design"]  # type: ignore[index]
+    by_id = {make_param_id(s): s for s in study.parameter_sets}
+    roles, names = record["roles"], record["parameters"]
+    assert roles[0] == "A" and roles[-1] == "B" and len(roles) == len(record["rows"]) // 8
+    for base in range(8):
+        block = [by_id[pid] for pid in record["rows"][base * len(roles) : (base + 1) * len(roles)]]
+        a, b = block[0], block[-1]
+        for role, params in zip(roles[1:-1], block[1:-1], strict=True):
+            kind, _, name = role.partition(":")
+            source, other = (a, b) if kind == "AB" else (b, a)
+            assert params == {**source, name: other[name]}, (role, params)
+        assert {r.partition(":")[2] for r in roles[1:-1]} == set(names)
