@@ -8,6 +8,7 @@ import warnings
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
+from hashlib import blake2b
 from itertools import accumulate, chain, compress, repeat
 from operator import contains
 from pathlib import Path
@@ -246,9 +247,9 @@ class SimulationStudy(Contract):
         tasks = GroupedTasks._from_columns(
             bundle_ref, entrypoint, self.outputs, self.config, param_ids, params, seeds, offsets
         )
-        if job_id is None:
-            job_id = _content_job_id(tasks)
         metadata = dict(self.metadata or {})
+        if job_id is None:
+            job_id = _content_job_id(tasks, metadata)
         metadata.setdefault(
             "study",
             {
@@ -500,6 +501,19 @@ def _is_legacy_wrapper(entry: Any) -> bool:
     )
 
 
-def _content_job_id(tasks: GroupedTasks) -> str:
-    """``job-`` + 16 hex of the job's content digest (see :meth:`SimJob.content_digest`)."""
-    return "job-" + _content_digest(tasks)[:16]
+_NAMING_METADATA = ("design",)
+"""Metadata entries that change what a job's results mean, not what it runs: a sensitivity
+design's row layout. They name the job too, so two designs that happen to share every task
+(a small Morris grid) are two jobs, each with its own record, sharing the cached tasks."""
+
+
+def _content_job_id(tasks: GroupedTasks, metadata: Mapping[str, Any]) -> str:
+    """``job-`` + 16 hex of the job's content digest (see :meth:`SimJob.content_digest`), mixed
+    with the naming metadata entries when the study has any (ids of other studies unchanged)."""
+    digest = _content_digest(tasks)
+    naming = {key: metadata[key] for key in _NAMING_METADATA if key in metadata}
+    if naming:
+        text = json.dumps(naming, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        named = blake2b(f"modelops:job-named:v1|{digest}|{text}".encode(), digest_size=8)
+        return "job-" + named.hexdigest()
+    return "job-" + digest[:16]

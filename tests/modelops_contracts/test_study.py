@@ -97,6 +97,22 @@ def test_default_job_id_is_derived_from_content(bundle_ref: str, other_bundle_re
     assert _study().to_simjob(bundle_ref, "named").job_id == "named"
 
 
+def test_a_design_record_names_the_job_but_not_its_tasks(bundle_ref: str) -> None:
+    plain = _study().to_simjob(bundle_ref)
+    small = _study(metadata={"design": {"method": "morris", "trajectories": 4}}).to_simjob(
+        bundle_ref
+    )
+    large = _study(metadata={"design": {"method": "morris", "trajectories": 8}}).to_simjob(
+        bundle_ref
+    )
+    assert len({plain.job_id, small.job_id, large.job_id}) == 3
+    assert small.job_id.startswith("job-") and len(small.job_id) == 20
+    assert plain.content_digest() == small.content_digest() == large.content_digest()
+    assert [t.task_id for t in small.tasks] == [t.task_id for t in plain.tasks]
+    again = _study(metadata={"note": "x", "design": {"trajectories": 4, "method": "morris"}})
+    assert again.to_simjob(bundle_ref).job_id == small.job_id
+
+
 def test_job_id_is_stable_across_processes(bundle_ref: str) -> None:
     code = (
         "from modelops_contracts import SimulationStudy as S;"

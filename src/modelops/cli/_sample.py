@@ -66,6 +66,7 @@ def sample_command(
     and `mops sensitivity` analyses the job of a saltelli or morris design.
     """
     from modelops.sampling import SobolSampleSizeWarning, load_space, parse_fixes
+    from modelops.sensitivity import RepeatedDesignWarning
 
     sampler = _sampler(method, n, second_order, trajectories, levels)
     try:
@@ -81,6 +82,7 @@ def sample_command(
     space = space.with_fixed(fixed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SobolSampleSizeWarning)
+        warnings.simplefilter("always", RepeatedDesignWarning)
         study = sampler(space, seed=seed, replicates=replicates, scenario=scenario, model=model)
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)

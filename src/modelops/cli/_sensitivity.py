@@ -12,6 +12,7 @@ from modelops._output import write_output
 from modelops.cli._app import command, fail
 from modelops.cli._jobs import store_data
 from modelops.cli._options import StoreOption
+from modelops_contracts.errors import ModelOpsError
 
 if TYPE_CHECKING:
     from modelops.sensitivity import SensitivityResult
@@ -79,15 +80,20 @@ def sensitivity_command(
     )
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    _, picture = save_analysis(result, result_store)
     if out_file is not None:
         _write(result, out_file)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
+    else:
+        for line in _lines(result):
+            typer.echo(line)
+    try:  # kept for mops report; a read-only store still answers
+        _, picture = save_analysis(result, result_store)
+    except ModelOpsError as err:
+        typer.echo(f"warning: the analysis is not kept beside the job: {err}", err=True)
         return
-    for line in _lines(result):
-        typer.echo(line)
-    typer.echo(f"wrote {picture}" + (f" and {out_file}" if out_file is not None else ""))
+    if not as_json:
+        typer.echo(f"wrote {picture}" + (f" and {out_file}" if out_file is not None else ""))
 
 
 def _write(result: SensitivityResult, path: Path) -> None:
@@ -115,10 +121,12 @@ def _lines(result: SensitivityResult) -> list[str]:
     table = result.table()
     if not result.by:
         noise = result.groups[0].noise_fraction
-        lines.append(
-            "replicate noise: "
-            + (f"{noise:.1%} of the variance" if noise is not None else "unknown (1 replicate)")
-        )
+        if result.output is None:
+            lines.append("replicate noise: none (the loss is one number per parameter set)")
+        elif noise is None:
+            lines.append("replicate noise: unknown (one replicate per parameter set)")
+        else:
+            lines.append(f"replicate noise: {noise:.1%} of the variance")
         table = table.drop("noise_fraction")
     with pl.Config(
         tbl_rows=_SHOWN_ROWS, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True

@@ -19,7 +19,14 @@ from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from modelops.sensitivity._analyze import METHODS, analyze, compute_indices
-    from modelops.sensitivity._design import DESIGN_METHODS, Design, morris, read_design, saltelli
+    from modelops.sensitivity._design import (
+        DESIGN_METHODS,
+        Design,
+        RepeatedDesignWarning,
+        morris,
+        read_design,
+        saltelli,
+    )
     from modelops.sensitivity._result import INDEX_COLUMNS, GroupIndices, SensitivityResult
 
 _EXPORTS = {
@@ -28,6 +35,7 @@ _EXPORTS = {
     "GroupIndices": "modelops.sensitivity._result",
     "INDEX_COLUMNS": "modelops.sensitivity._result",
     "METHODS": "modelops.sensitivity._analyze",
+    "RepeatedDesignWarning": "modelops.sensitivity._design",
     "SensitivityResult": "modelops.sensitivity._result",
     "analyze": "modelops.sensitivity._analyze",
     "compute_indices": "modelops.sensitivity._analyze",
@@ -42,6 +50,7 @@ __all__ = [
     "METHODS",
     "Design",
     "GroupIndices",
+    "RepeatedDesignWarning",
     "SensitivityResult",
     "analyze",
     "compute_indices",

@@ -44,6 +44,9 @@ WIDE_INTERVAL = 0.1
 """A Sobol' index whose interval half-width exceeds this is flagged as uncertain."""
 CONVERGENCE_TOLERANCE = 0.05
 """An index that moves more than this from N/2 to N is flagged as not converged."""
+NEGLIGIBLE = 0.02
+"""An index outside [0, 1] by less than this is not flagged, even beyond its interval: a 95%
+interval misses a true 0 one time in twenty, and so small a miss changes no conclusion."""
 NOISY = 0.5
 """A noise fraction above this is flagged: replicate noise swamps the parameters' effect."""
 _CHECK_RESAMPLES = 10  # bootstrap draws for the N/4 and N/2 estimates (only their values count)
@@ -532,10 +535,16 @@ def _sobol_warnings(
         notes.append(f"wide intervals ({', '.join(wide)}): use a larger N than {n}")
     for p, f in figures.items():
         for kind in ("S1", "ST"):
-            if f[kind] + f[kind + "_conf"] < 0:
+            index, conf = f[kind], f[kind + "_conf"]
+            if index + conf < 0 and index < -NEGLIGIBLE:
                 notes.append(
-                    f"{kind} of {p} is negative beyond its interval "
-                    f"({f[kind]:.3f} ± {f[kind + '_conf']:.3f}): N={n} is too small for this output"
+                    f"{kind} of {p} is negative beyond its interval ({index:.3f} ± {conf:.3f}): "
+                    f"N={n} is too small for this output"
+                )
+            elif index - conf > 1 and index > 1 + NEGLIGIBLE:
+                notes.append(
+                    f"{kind} of {p} is above 1 beyond its interval ({index:.3f} ± {conf:.3f}): "
+                    f"N={n} is too small for this output"
                 )
     if half is not None:
         moved = [

@@ -38,7 +38,14 @@ if TYPE_CHECKING:
     from modelops.sampling import ParameterSpace
     from modelops_contracts import SimJob, SimulationStudy
 
-__all__ = ["DESIGN_METHODS", "Design", "morris", "read_design", "saltelli"]
+__all__ = [
+    "DESIGN_METHODS",
+    "Design",
+    "RepeatedDesignWarning",
+    "morris",
+    "read_design",
+    "saltelli",
+]
 
 DESIGN_METHODS = ("saltelli", "morris")
 """The samplers whose studies `mops sensitivity` analyses."""
@@ -130,9 +137,23 @@ def morris(
         "levels": levels,
         "unit": [[float(v) for v in row] for row in unit],
     }
-    return _design_study(
+    study = _design_study(
         "morris", space, trajectories, seed, unit, design, replicates, scenario, model
     )
+    rows, sets = len(unit), study.parameter_count()
+    if sets * 2 < rows:
+        warnings.warn(
+            f"morris: {trajectories} trajectories on {levels} levels visit only {sets} distinct "
+            f"parameter sets for {rows} rows; the trajectories repeat each other (more --levels "
+            "spread them)",
+            RepeatedDesignWarning,
+            stacklevel=2,
+        )
+    return study
+
+
+class RepeatedDesignWarning(UserWarning):
+    """A design whose rows mostly repeat the same parameter sets (a coarse Morris grid)."""
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,15 @@ an empty key, without ``by``). :meth:`SensitivityResult.to_json` is the ``--json
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["INDEX_COLUMNS", "GroupIndices", "SensitivityResult"]
+__all__ = ["INDEX_COLUMNS", "GroupIndices", "SensitivityResult", "summarise_warnings"]
 
 INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
     "sobol": ("S1", "S1_conf", "ST", "ST_conf"),
@@ -61,12 +62,8 @@ class SensitivityResult:
 
     @property
     def warnings(self) -> list[str]:
-        """Every group's warnings, each prefixed with its group when there is a ``by``."""
-        out = []
-        for group in self.groups:
-            prefix = ", ".join(f"{k}={v}" for k, v in group.key.items())
-            out += [f"{prefix}: {w}" if prefix else w for w in group.warnings]
-        return out
+        """The groups' warnings, one line per kind (see :func:`summarise_warnings`)."""
+        return summarise_warnings([(group.key, group.warnings) for group in self.groups])
 
     def to_json(self) -> dict[str, Any] | list[dict[str, Any]]:
         """The ``--json`` form: one object, or with ``by`` one object per group in a list."""
@@ -117,6 +114,54 @@ class SensitivityResult:
                 row["noise_fraction"] = _clean(group.noise_fraction)
                 rows.append(row)
         return pl.DataFrame(rows, infer_schema_length=None)
+
+
+_NUMBER = re.compile(r"(?<![A-Za-z_])[-+±]?\d+(?:\.\d+)?%?")
+_LISTED_KEYS = 5
+
+
+def summarise_warnings(groups: Sequence[tuple[Mapping[str, Any], Sequence[str]]]) -> list[str]:
+    """One line per kind of warning (its text with the numbers left out), naming the groups it
+    holds for: ``day=34-99 (66 groups), e.g. day=34: wide intervals ...``. Without ``by`` (one
+    group, empty key) the warnings as they are."""
+    kinds: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
+    for key, texts in groups:
+        for text in texts:
+            kinds.setdefault(_NUMBER.sub("#", text), []).append((key, text))
+    lines = []
+    for found in kinds.values():
+        key, text = found[0]
+        if not key:
+            lines.append(text)
+        elif len(found) == 1:
+            lines.append(f"{_key_text(key)}: {text}")
+        else:
+            span = _keys_span([k for k, _ in found])
+            lines.append(f"{span} ({len(found)} groups), e.g. {_key_text(key)}: {text}")
+    return lines
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.items())
+
+
+def _keys_span(keys: list[Mapping[str, Any]]) -> str:
+    """The groups, briefly: ranges of consecutive ints for one int column, else the first few."""
+    columns = list(keys[0])
+    values = [k.get(columns[0]) for k in keys]
+    numbers = [v for v in values if type(v) is int]
+    if len(columns) == 1 and len(numbers) == len(values):
+        runs: list[list[int]] = []
+        for v in sorted(numbers):
+            if runs and v == runs[-1][1] + 1:
+                runs[-1][1] = v
+            else:
+                runs.append([v, v])
+        text = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs[:_LISTED_KEYS])
+        more = ", ..." if len(runs) > _LISTED_KEYS else ""
+        return f"{columns[0]}={text}{more}"
+    shown = "; ".join(_key_text(k) for k in keys[:_LISTED_KEYS])
+    return shown + ("; ..." if len(keys) > _LISTED_KEYS else "")
 
 
 def _clean(value: Any) -> Any:

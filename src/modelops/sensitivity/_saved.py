@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelops._output import write_output
 from modelops.sensitivity._plots import _METHODS, _noise_percent, plot_sensitivity
+from modelops.sensitivity._result import summarise_warnings
 from modelops.store._fs import TEMP_PREFIX, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -49,14 +50,14 @@ class SavedAnalysis:
 
     @property
     def warnings(self) -> list[str]:
-        """Every group's warnings, prefixed with the group's key when there is a ``by``."""
+        """The groups' warnings, one line per kind, as ``SensitivityResult.warnings`` words them."""
         by = self._by()
-        out = []
-        for group in self.groups:
-            prefix = ", ".join(f"{c}={group.get(c)}" for c in by)
-            found = group.get("warnings")
-            out += [f"{prefix}: {w}" if prefix else str(w) for w in _listed(found)]
-        return out
+        return summarise_warnings(
+            [
+                ({c: group.get(c) for c in by}, [str(w) for w in _listed(group.get("warnings"))])
+                for group in self.groups
+            ]
+        )
 
     def caption(self) -> str:
         """One line: method, value and output, ``by``, size and noise fraction."""

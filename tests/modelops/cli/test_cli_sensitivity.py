@@ -76,6 +76,41 @@ def test_json_by_day_and_files(design_job: tuple[str, Path], tmp_path: Path) -> 
     assert json.loads((tmp_path / "indices.json").read_text()) == days
 
 
+def test_an_unwritable_job_directory_still_answers(design_job: tuple[str, Path]) -> None:
+    job_id, store = design_job
+    blocked = store / "jobs" / job_id / "sensitivity"
+    kept = blocked.with_name("kept-aside")
+    if blocked.exists():
+        blocked.rename(kept)
+    blocked.write_text("not a directory")  # so nothing can be saved beside the job
+    try:
+        done = run_mops("sensitivity", job_id, "total", "--value", "sum", "--store", store)
+    finally:
+        blocked.unlink()
+        if kept.exists():
+            kept.rename(blocked)
+    assert done.code == 0, done.stderr
+    assert "S1_conf" in done.stdout and "wrote" not in done.stdout
+    assert "warning: the analysis is not kept beside the job: cannot write" in done.stderr
+
+
+def test_the_scored_loss(design_job: tuple[str, Path], tmp_path: Path) -> None:
+    job_id, store = design_job
+    data = tmp_path / "observed.csv"
+    data.write_text("day,y\n" + "".join(f"{t},{0.5 * t}\n" for t in range(5)))
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        "targets:\n  - {name: s, output: series, data: observed.csv, on: [day], value: y, "
+        "loss: mse_of_mean}\n"
+    )
+    assert run_mops("score", job_id, "--targets", targets, "--store", store).code == 0
+    done = run_mops("sensitivity", job_id, "--loss", "--store", store)
+    assert done.code == 0, done.stderr
+    assert "Sobol' indices of the total loss" in done.stdout
+    assert "replicate noise: none (the loss is one number per parameter set)" in done.stdout
+    assert (store / "jobs" / job_id / "sensitivity" / "sobol-loss-loss.png").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -84,7 +119,6 @@ def test_json_by_day_and_files(design_job: tuple[str, Path], tmp_path: Path) -> 
         (["total", "--value", "sum", "-o", "x.txt"], "must end in .json, .csv"),
         (["series", "--value", "y"], "several rows per task"),
         (["total", "--value", "sum", "--method", "morris"], "needs a morris design"),
-        (["--loss"], "has no scores"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

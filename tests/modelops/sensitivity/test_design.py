@@ -15,7 +15,7 @@ from SALib.sample import sobol as salib_sobol
 
 from modelops.model import Parameter
 from modelops.sampling import MAX_SETS, ParameterSpace, SobolSampleSizeWarning, lhs
-from modelops.sensitivity import Design, morris, read_design, saltelli
+from modelops.sensitivity import Design, RepeatedDesignWarning, morris, read_design, saltelli
 from modelops_contracts import ContractViolationError, SimJob, SimulationStudy
 from modelops_contracts.params import make_param_id
 from tests.strategies import spaces
@@ -142,7 +142,7 @@ def test_morris_trajectories_step_one_parameter_at_a_time_on_the_grid(
     space: ParameterSpace, trajectories: int, levels: int, seed: int
 ) -> None:
     space = _with_fixed(space)
-    study = morris(space, trajectories, levels=levels, seed=seed)
+    study = _quiet_morris(space, trajectories, levels=levels, seed=seed)
     d = len(space.parameters)
     design = _design(study)
     assert design["method"] == "morris"
@@ -171,8 +171,8 @@ def test_morris_trajectories_step_one_parameter_at_a_time_on_the_grid(
 @FAST
 @given(space=any_spaces, trajectories=st.integers(4, 6), seed=SEEDS)
 def test_morris_same_seed_same_study(space: ParameterSpace, trajectories: int, seed: int) -> None:
-    first = morris(space, trajectories, seed=seed)
-    assert morris(space, trajectories, seed=seed).to_json() == first.to_json()
+    first = _quiet_morris(space, trajectories, seed=seed)
+    assert _quiet_morris(space, trajectories, seed=seed).to_json() == first.to_json()
 
 
 def test_morris_different_seed_different_trajectories() -> None:
@@ -193,6 +193,25 @@ SPACE = ParameterSpace.from_parameters(
     ],
     model="pkg.mod.Model",
 )
+
+
+def _quiet_morris(space: ParameterSpace, trajectories: int, **kwargs: Any) -> SimulationStudy:
+    """morris() on a drawn space, whose coarse grids may repeat rows (a warning, tested below)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RepeatedDesignWarning)
+        return morris(space, trajectories, **kwargs)
+
+
+def test_a_morris_design_that_repeats_itself_warns() -> None:
+    two = ParameterSpace.from_parameters(
+        [Parameter("a", 0.0, 1.0), Parameter("b", 0.0, 1.0)], model="m.M"
+    )
+    with pytest.warns(RepeatedDesignWarning, match=r"128 trajectories on 4 levels visit only 16"):
+        study = morris(two, 128, seed=1)
+    assert study.parameter_count() == 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        morris(two, 4, levels=8, seed=1)
 
 
 def _job_with(job: SimJob, **design: Any) -> SimJob:
