@@ -140,12 +140,12 @@ def morris(
     study = _design_study(
         "morris", space, trajectories, seed, unit, design, replicates, scenario, model
     )
-    rows, sets = len(unit), study.parameter_count()
-    if sets * 2 < rows:
+    effects = levels ** (d - 1) * (levels // 2)  # grid steps of Morris's size per parameter
+    if trajectories > effects:
         warnings.warn(
-            f"morris: {trajectories} trajectories on {levels} levels visit only {sets} distinct "
-            f"parameter sets for {rows} rows; the trajectories repeat each other (more --levels "
-            "spread them)",
+            f"morris: {trajectories} trajectories, but {levels} levels over {d} parameters give "
+            f"only {effects} distinct elementary effects per parameter; more trajectories add "
+            "none (raise --levels)",
             RepeatedDesignWarning,
             stacklevel=2,
         )
@@ -153,7 +153,7 @@ def morris(
 
 
 class RepeatedDesignWarning(UserWarning):
-    """A design whose rows mostly repeat the same parameter sets (a coarse Morris grid)."""
+    """A Morris design with more trajectories than its grid has distinct elementary effects."""
 
 
 @dataclass(frozen=True)

@@ -117,17 +117,19 @@ class SensitivityResult:
 
 
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+±]?\d+(?:\.\d+)?%?")
+_KIND_END = re.compile(r" \(|: ")
 _LISTED_KEYS = 5
 
 
 def summarise_warnings(groups: Sequence[tuple[Mapping[str, Any], Sequence[str]]]) -> list[str]:
-    """One line per kind of warning (its text with the numbers left out), naming the groups it
-    holds for: ``day=34-99 (66 groups), e.g. day=34: wide intervals ...``. Without ``by`` (one
-    group, empty key) the warnings as they are."""
+    """One line per kind of warning (its text up to the first ``(`` or ``:``, numbers left
+    out), naming the groups it holds for: ``day=34-99 (66 groups), e.g. day=34: wide ...``.
+    Without ``by`` (one group, empty key) the warnings as they are."""
     kinds: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
     for key, texts in groups:
         for text in texts:
-            kinds.setdefault(_NUMBER.sub("#", text), []).append((key, text))
+            kind = _KIND_END.split(_NUMBER.sub("#", text), maxsplit=1)[0]
+            kinds.setdefault(kind, []).append((key, text))
     lines = []
     for found in kinds.values():
         key, text = found[0]
