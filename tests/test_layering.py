@@ -67,6 +67,14 @@ LAYERS: dict[str, set[str]] = {
         "modelops.services",
         "modelops.store",
     },
+    "modelops.sensitivity": {
+        "modelops_contracts",
+        "modelops._output",
+        "modelops.analysis",
+        "modelops.model",
+        "modelops.sampling",
+        "modelops.store",
+    },
     "modelops.client": {
         "modelops_contracts",
         "modelops.api",
@@ -85,6 +93,7 @@ LAYERS: dict[str, set[str]] = {
         "modelops.engine",
         "modelops.model",
         "modelops.sampling",
+        "modelops.sensitivity",
         "modelops.services",
         "modelops.store",
     },

@@ -1,8 +1,8 @@
 """One self-contained HTML page per job: summary, task counts, failures, loss table, plots.
 
-A job run from a sensitivity design (``mops sample saltelli|morris``) also gets a section of
-the analyses ``mops sensitivity`` saved beside it. Plots are embedded as base64 PNG data URIs,
-so the page opens in a browser with no server and no other files.
+Callers above this layer add their own ``sections`` (``mops report`` adds the sensitivity
+analyses of a design job: :func:`modelops.sensitivity.report_section`). Plots are embedded as
+base64 PNG data URIs, so the page opens in a browser with no server and no other files.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +20,9 @@ from modelops.analysis._score import load_scored_targets, load_scores
 from modelops.store import job_status, resolve_job
 
 if TYPE_CHECKING:
-    from modelops.sensitivity._saved import SavedAnalysis
     from modelops.store import JobLike, ResultStore
 
-__all__ = ["write_report"]
-
-_DESIGNS = ("saltelli", "morris")
-"""The ``metadata["design"]["method"]`` of a job run from a sensitivity design."""
+__all__ = ["image_tag", "write_report"]
 
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1100px}"
@@ -42,11 +38,12 @@ def write_report(
     *,
     store: ResultStore | Path | str | None = None,
     rows: int = 20,
+    sections: Sequence[str] = (),
 ) -> Path:
     """Write the job's HTML report (default ``<job dir>/report.html``) and return its path.
 
-    The loss table and plots appear when the job has been scored (see :func:`score`), the
-    sensitivity section when it was run from a sensitivity design.
+    The loss table and plots appear when the job has been scored (see :func:`score`);
+    ``sections`` (HTML fragments) follow them.
     """
     result_store, job_id = resolve_job(job, store)
     status = job_status(result_store, job_id)
@@ -74,7 +71,7 @@ def write_report(
         parts.append(f"<h2>Loss table (best {shown.height} of {scores.height})</h2>")
         parts.append(_table(shown.to_dicts()))
     parts.append(_plots(result_store, job_id, scores is not None))
-    parts.append(_sensitivity(result_store, job_id, status.get("metadata")))
+    parts.extend(sections)
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>ModelOps job {html.escape(job_id)}</title><style>{_STYLE}</style></head>"
@@ -95,7 +92,6 @@ def _plots(store: ResultStore, job_id: str, scored: bool) -> str:
     """The loss plot and one plot per scored target, as embedded images."""
     if not scored:
         return "<p>Not scored yet: run <code>mops score</code> for a loss table and plots.</p>"
-    images = []
     with tempfile.TemporaryDirectory() as tmp:
         files = [plot_loss(job_id, Path(tmp) / "loss.png", store=store)]
         for index, target in enumerate(load_scored_targets(store, job_id)):
@@ -110,48 +106,18 @@ def _plots(store: ResultStore, job_id: str, scored: bool) -> str:
                         store=store,
                     )
                 )
-        for file in files:
-            data = base64.b64encode(file.read_bytes()).decode("ascii")
-            images.append(f"<p><img alt='{file.stem}' src='data:image/png;base64,{data}'></p>")
+        images = [image_tag(file, file.stem) for file in files]
     return "<h2>Plots</h2>" + "".join(images)
 
 
-def _sensitivity(store: ResultStore, job_id: str, metadata: Any) -> str:
-    """The saved sensitivity analyses of a design job (a hint when there is none yet).
+def image_tag(path: Path, alt: str) -> str:
+    """A paragraph holding the PNG at ``path`` as a data URI (read now; the file may go).
 
-    Nothing for a job that was not run from a sensitivity design.
+    Raises:
+        OSError: the file cannot be read.
     """
-    design = metadata.get("design") if isinstance(metadata, Mapping) else None
-    if not isinstance(design, Mapping) or design.get("method") not in _DESIGNS:
-        return ""
-    from modelops.sensitivity._saved import saved_analyses  # sensitivity imports analysis
-
-    saved = saved_analyses(store, job_id)
-    if not saved:
-        command = f"mops sensitivity {job_id} OUTPUT --value COLUMN"
-        return (
-            "<h2>Sensitivity</h2><p>No sensitivity analysis saved yet: run "
-            f"<code>{html.escape(command)}</code> to add indices here.</p>"
-        )
-    return "<h2>Sensitivity</h2>" + "".join(_analysis(item) for item in saved)
-
-
-def _analysis(saved: SavedAnalysis) -> str:
-    """One saved analysis: its caption, its warnings and its picture."""
-    parts = [f"<h3>{html.escape(saved.name)}</h3><p>{html.escape(saved.caption())}</p>"]
-    warnings = saved.warnings
-    if warnings:
-        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
-        parts.append(f"<ul class='bad'>{items}</ul>")
-    if saved.png is not None:
-        try:
-            data = base64.b64encode(saved.png.read_bytes()).decode("ascii")
-        except OSError:  # removed or unreadable since it was listed: the caption stays
-            pass
-        else:
-            alt = html.escape(saved.name, quote=True)
-            parts.append(f"<p><img alt='{alt}' src='data:image/png;base64,{data}'></p>")
-    return "".join(parts)
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<p><img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{data}'></p>"
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

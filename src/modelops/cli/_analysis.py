@@ -117,16 +117,18 @@ def report_command(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Write one self-contained HTML page of a job (summary, counts, failures, losses, plots)
-    or of a calibration (inputs, answer, posterior, figures)."""
+    """Write one self-contained HTML page of a job (summary, counts, failures, losses, plots,
+    sensitivity analyses) or of a calibration (inputs, answer, posterior, figures)."""
     from modelops.analysis import write_report
+    from modelops.sensitivity import report_section
     from modelops.store import resolve_job
 
     if _CALIBRATION_ID.fullmatch(job) and _report_calibration(job, out_file, store):
         return
     result_store, job_id = resolve_job(job, store)
     _check_out_file(out_file, result_store.root)
-    typer.echo(f"wrote {write_report(job_id, out_file, store=result_store)}")
+    sections = [report_section(result_store, job_id)]
+    typer.echo(f"wrote {write_report(job_id, out_file, store=result_store, sections=sections)}")
 
 
 def _report_calibration(calibration_id: str, out_file: Path | None, store: Path | None) -> bool:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         read_design,
         saltelli,
     )
+    from modelops.sensitivity._report import report_section
     from modelops.sensitivity._result import INDEX_COLUMNS, GroupIndices, SensitivityResult
 
 _EXPORTS = {
@@ -41,6 +42,7 @@ _EXPORTS = {
     "compute_indices": "modelops.sensitivity._analyze",
     "morris": "modelops.sensitivity._design",
     "read_design": "modelops.sensitivity._design",
+    "report_section": "modelops.sensitivity._report",
     "saltelli": "modelops.sensitivity._design",
 }
 
@@ -56,6 +58,7 @@ __all__ = [
     "compute_indices",
     "morris",
     "read_design",
+    "report_section",
     "saltelli",
 ]
 

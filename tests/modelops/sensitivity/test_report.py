@@ -1,4 +1,4 @@
-"""The job report's sensitivity section, on real jobs run into a fresh store."""
+"""The sensitivity section of the job report, on real jobs run into a fresh store."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import modelops
 from modelops.analysis import write_report
 from modelops.api import JobHandle
+from modelops.sensitivity import report_section
 from modelops.sensitivity._saved import save_analysis
 from modelops.services import InProcessSimulationService
 from modelops_contracts import SimulationStudy
@@ -19,6 +20,12 @@ from tests.modelops.sensitivity.test_plots import by_result, daily, sobol_result
 
 IMAGE = re.compile(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'")
 SALTELLI = {"method": "saltelli", "n": 2, "second_order": False, "rows": []}
+
+
+def _page(handle: JobHandle) -> str:
+    """The job's report as ``mops report`` writes it: with the sensitivity section."""
+    sections = [report_section(handle.store, handle.job_id)]
+    return write_report(handle, sections=sections).read_text(encoding="utf-8")
 
 
 def run_toy(toy_bundle: ToyBundle, metadata: dict[str, Any] | None) -> JobHandle:
@@ -38,7 +45,7 @@ def run_toy(toy_bundle: ToyBundle, metadata: dict[str, Any] | None) -> JobHandle
 
 def test_a_design_job_without_analyses_gets_the_hint(toy_bundle: ToyBundle) -> None:
     handle = run_toy(toy_bundle, {"design": SALTELLI})
-    page = write_report(handle).read_text(encoding="utf-8")
+    page = _page(handle)
     assert "<h2>Sensitivity</h2>" in page
     assert f"<code>mops sensitivity {handle.job_id} OUTPUT --value COLUMN</code>" in page
     assert not IMAGE.search(page)
@@ -53,7 +60,7 @@ def test_a_design_job_embeds_each_saved_analysis(toy_bundle: ToyBundle) -> None:
     pictures = [save_analysis(r, handle.store)[1] for r in (by_day, warned)]
     broken = pictures[0].parent / "broken.json"
     broken.write_text("{", encoding="utf-8")
-    page = write_report(handle).read_text(encoding="utf-8")
+    page = _page(handle)
     section = page[page.index("<h2>Sensitivity</h2>") :]
     embedded = [base64.b64decode(data) for data in IMAGE.findall(section)]
     assert embedded == [p.read_bytes() for p in pictures]  # sorted by name, damaged file skipped
@@ -75,6 +82,6 @@ def test_no_section_without_a_sensitivity_design(
 ) -> None:
     handle = run_toy(toy_bundle, metadata)
     save_analysis(sobol_result(job_id=handle.job_id), handle.store)  # ignored: not a design job
-    page = write_report(handle).read_text(encoding="utf-8")
+    page = _page(handle)
     assert "Sensitivity" not in page
     assert not IMAGE.search(page)
