@@ -106,6 +106,8 @@ class SimulationStudy(Contract):
     ``parameter_sets`` holds plain dicts; an entry ``{"params": {...}, "seed": N}`` asks for
     exactly one task with that seed. ``targets`` (observed data to score against, see
     :mod:`modelops.analysis`) travel with the job as its ``target_spec`` and never change an id.
+    ``cluster`` holds batch-cluster settings for ``mops run --cluster`` (see
+    :mod:`modelops.services.batch`): where the study runs, never what it is, so no id sees it.
     Bind the study to a code bundle with :meth:`to_simjob`.
     """
 
@@ -118,6 +120,7 @@ class SimulationStudy(Contract):
     config: ConfigField = None
     metadata: dict[str, Any] | None = None
     targets: list[dict[str, Any]] | None = None
+    cluster: dict[str, Any] | None = None
 
     _counts: tuple[int, int] | None = PrivateAttr(default=None)
 

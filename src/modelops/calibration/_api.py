@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from modelops.model import Model
     from modelops.sampling import ParameterSpace
     from modelops.services._base import ChunkBackend
+    from modelops.services.batch import BatchSettings
 
 __all__ = ["DEFAULT_BATCH", "calibrate", "resolve_inputs"]
 
@@ -143,6 +144,7 @@ def calibrate(
     reeval_replicates: int | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    cluster: BatchSettings | None = None,
     backend: ChunkBackend | None = None,
     options: RunOptions | None = None,
     on_progress: Callable[[CalibrationProgress], None] | None = None,
@@ -155,7 +157,9 @@ def calibrate(
     ``reeval_replicates`` (default ``4 * replicates``) new seeds and the best re-evaluated mean is
     the answer. ``settings`` go to the algorithm (``tpe``, ``cmaes``, ``random``, ``sobol``,
     ``abc-smc``). Running the same call again resumes a killed calibration, or returns a
-    finished one at once, from the journal in the store.
+    finished one at once, from the journal in the store. Tasks run on ``backend``, else on the
+    local pool of ``workers``, the Dask cluster at ``scheduler``, or a batch cluster (Slurm...)
+    started for the calibration from ``cluster``, its jobs' logs beside the journal.
 
     Raises:
         ContractViolationError, ModelError, BundleError: bad input; nothing is written then.
@@ -219,7 +223,8 @@ def calibrate(
     journal = Journal(store_root, spec.calibration_id)
     if not journal.finished():
         _check_model(spec, bundle_dir, store_root)
-        runner = backend or _backend(scheduler, workers)
+        workers_dir = store_root / "calibrations" / spec.calibration_id / "workers"
+        runner = backend or _backend(scheduler, workers, cluster, workers_dir)
         _run(spec, algo, journal, store_root, bundle_dir, runner, options, on_progress)
     handle = Calibration(spec.calibration_id, store_root)
     handle.keep_summary()
@@ -227,10 +232,18 @@ def calibrate(
     return handle
 
 
-def _backend(scheduler: str | None, workers: int | None) -> ChunkBackend:
+def _backend(
+    scheduler: str | None, workers: int | None, batch: BatchSettings | None, log_directory: Path
+) -> ChunkBackend:
     from modelops.services import backend_for
 
-    return backend_for(scheduler=scheduler, workers=workers)
+    runner = backend_for(scheduler=scheduler, workers=workers, batch=batch)
+    if batch is not None:  # the batch jobs' logs go beside the calibration's journal
+        from modelops.services.dask import DaskSimulationService
+
+        assert isinstance(runner, DaskSimulationService)
+        runner.connect(log_directory=log_directory)
+    return runner
 
 
 def _check_model(spec: CalibrationSpec, bundle: Path, store_root: Path) -> None:

@@ -12,16 +12,26 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from modelops.cli._app import command, fail
+from modelops.cli._cluster import ClusterFlags, batch_settings
 from modelops.cli._jobs import _stdout_for_json
 from modelops.cli._options import (
+    AccountOption,
     BundleOption,
+    ClusterOption,
+    CoresOption,
     FixOption,
+    JobExtraOption,
+    JobsOption,
+    MemoryOption,
     ModelOption,
+    QueueOption,
     RetriesOption,
     ScenarioOption,
     SchedulerOption,
+    StartTimeoutOption,
     StoreOption,
     TaskTimeoutOption,
+    WalltimeOption,
     WorkersOption,
 )
 from modelops_contracts.errors import ContractViolationError
@@ -72,6 +82,15 @@ def calibrate_command(
     store: StoreOption = None,
     workers: WorkersOption = None,
     scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    jobs: JobsOption = None,
+    cores: CoresOption = None,
+    memory: MemoryOption = None,
+    walltime: WalltimeOption = None,
+    queue: QueueOption = None,
+    account: AccountOption = None,
+    job_extra: JobExtraOption = None,
+    start_timeout: StartTimeoutOption = None,
     retries: RetriesOption = 2,
     task_timeout: TaskTimeoutOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -88,6 +107,10 @@ def calibrate_command(
         fixed = parse_fixes(fix or [])
     except ContractViolationError as err:
         raise fail(f"--fix: {err}") from None
+    flags = ClusterFlags(
+        cluster, jobs, cores, memory, walltime, queue, account, job_extra, start_timeout
+    )
+    batch_cluster = batch_settings(flags, None)
     settings = {"population": population} if population is not None else {}
     options = RunOptions(retries=retries, task_timeout=task_timeout)
     json_stdout = _stdout_for_json() if as_json else nullcontext(None)
@@ -98,7 +121,7 @@ def calibrate_command(
                 batch=batch, seed=seed, bundle=bundle, store=store, model=model,
                 scenario=scenario, fix=fixed, settings=settings, top_k=top_k,
                 reeval_replicates=reeval, workers=workers, scheduler=scheduler,
-                options=options, on_progress=display,
+                cluster=batch_cluster, options=options, on_progress=display,
             )  # fmt: skip
         except ContractViolationError as err:
             if err.field in ("model", "workers", "scheduler"):

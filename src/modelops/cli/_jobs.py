@@ -15,12 +15,22 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from modelops.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, command, fail
+from modelops.cli._cluster import ClusterFlags, batch_settings
 from modelops.cli._options import (
+    AccountOption,
     BundleOption,
+    ClusterOption,
+    CoresOption,
+    JobExtraOption,
+    JobsOption,
+    MemoryOption,
+    QueueOption,
     RetriesOption,
     SchedulerOption,
+    StartTimeoutOption,
     StoreOption,
     TaskTimeoutOption,
+    WalltimeOption,
     WorkersOption,
 )
 from modelops_contracts.errors import ContractViolationError
@@ -52,16 +62,29 @@ def run_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task again.")] = False,
     job_id: Annotated[str | None, typer.Option("--job-id", help="Name the job.")] = None,
     scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    jobs: JobsOption = None,
+    cores: CoresOption = None,
+    memory: MemoryOption = None,
+    walltime: WalltimeOption = None,
+    queue: QueueOption = None,
+    account: AccountOption = None,
+    job_extra: JobExtraOption = None,
+    start_timeout: StartTimeoutOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run a study: every task not already in the store, on local processes or a Dask cluster.
+    """Run a study: every task not already in the store, on local processes, a Dask cluster,
+    or Dask workers started as Slurm (PBS, SGE, LSF) jobs with --cluster.
 
     Exit 0 when every task succeeded, 1 when any failed or timed out, 2 on bad input, 130 when
     stopped early by Ctrl-C or `mops cancel` (run the same command again to resume).
     """
+    flags = ClusterFlags(
+        cluster, jobs, cores, memory, walltime, queue, account, job_extra, start_timeout
+    )
     args = _RunArgs(
         study, bundle, store, workers, retries, task_timeout, max_output, fail_fast, no_cache,
-        job_id, scheduler,
+        job_id, scheduler, flags,
     )  # fmt: skip
     json_stdout = _stdout_for_json() if as_json else nullcontext(None)
     with json_stdout as out:
@@ -83,6 +106,7 @@ class _RunArgs:
     no_cache: bool
     job_id: str | None
     scheduler: str | None
+    cluster: ClusterFlags
 
 
 @contextmanager
@@ -153,8 +177,9 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
         use_cache=not args.no_cache,
         max_task_output_bytes=int(args.max_output * 2**20),
     )
+    batch = batch_settings(args.cluster, spec.cluster)
     try:
-        backend = backend_for(scheduler=args.scheduler or None, workers=args.workers)
+        backend = backend_for(scheduler=args.scheduler or None, workers=args.workers, batch=batch)
     except ContractViolationError as err:
         if err.field not in ("workers", "scheduler"):
             raise
@@ -164,11 +189,13 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
         # the engine (pyarrow) loads while the fork server still boots, not after the check
         importlib.import_module("modelops.engine._execute")
         job = compile_study(spec, args.bundle, store=store_root, job_id=args.job_id, base=base)
-        if args.scheduler:  # an unreachable cluster fails here, before the job is registered
-            from modelops.services import DaskSimulationService
+        if args.scheduler or batch:  # an unreachable cluster fails here, before the job is
+            from modelops.services import DaskSimulationService  # registered
 
             assert isinstance(backend, DaskSimulationService)
-            backend.connect()
+            if batch is not None and not as_json:
+                typer.echo(f"starting {batch.kind} jobs ({batch.jobs} at most)...", err=True)
+            backend.connect(log_directory=Path(store_root) / "jobs" / job.job_id / "workers")
         with ProgressDisplay(job.job_id, quiet=as_json) as display:
             shown: list[str] = []
 
@@ -177,6 +204,7 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
                 if link and not shown and not as_json:
                     shown.append(link)
                     typer.echo(f"Dask dashboard: {link}", err=True)
+                display.note(backend.status_line())
                 display(snapshot)
 
             handle = run(
@@ -253,6 +281,11 @@ def status_command(
     packages = prov.get("packages") or {}
     if packages:
         typer.echo("packages   " + ", ".join(f"{k}=={v}" for k, v in packages.items()))
+    cluster = prov.get("cluster")
+    if isinstance(cluster, dict):
+        ids = ", ".join(map(str, cluster.get("job_ids") or [])) or "none"
+        typer.echo(f"cluster    {cluster.get('kind')} jobs {ids}")
+        typer.echo(f"workers    logs in {cluster.get('log_directory')}")
     typer.echo(f"log        {status['log']}")
 
 

@@ -8,14 +8,23 @@ from typing import Annotated
 import typer
 
 __all__ = [
+    "AccountOption",
     "BundleOption",
+    "ClusterOption",
+    "CoresOption",
     "FixOption",
+    "JobExtraOption",
+    "JobsOption",
+    "MemoryOption",
     "ModelOption",
+    "QueueOption",
     "RetriesOption",
     "ScenarioOption",
     "SchedulerOption",
+    "StartTimeoutOption",
     "StoreOption",
     "TaskTimeoutOption",
+    "WalltimeOption",
     "WorkersOption",
 ]
 
@@ -47,4 +56,41 @@ FixOption = Annotated[
 ]
 ModelOption = Annotated[
     str | None, typer.Option("--model", help="The model's import path (space files).")
+]
+
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        help="Run on Dask workers started as batch jobs: slurm (or pbs, sge, lsf).",
+    ),
+]
+JobsOption = Annotated[
+    int | None, typer.Option("--jobs", min=1, help="Most batch jobs at once [default: 1].")
+]
+CoresOption = Annotated[
+    int | None, typer.Option("--cores", min=1, help="Cores per batch job [default: 1].")
+]
+MemoryOption = Annotated[
+    str | None, typer.Option("--memory", help="Memory per batch job [default: 4GB].")
+]
+WalltimeOption = Annotated[
+    str | None,
+    typer.Option("--walltime", help="Time limit per batch job, HH:MM:SS [default: 01:00:00]."),
+]
+QueueOption = Annotated[
+    str | None, typer.Option("--queue", help="Partition (queue) of the batch jobs.")
+]
+AccountOption = Annotated[
+    str | None, typer.Option("--account", help="Account charged for the batch jobs.")
+]
+JobExtraOption = Annotated[
+    str | None,
+    typer.Option("--job-extra", help="More job directives, e.g. '--qos=debug --exclusive'."),
+]
+StartTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--start-timeout", min=0.001, help="Seconds to wait for the first batch job [default: 600]."
+    ),
 ]

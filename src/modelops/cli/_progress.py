@@ -35,6 +35,7 @@ class ProgressDisplay:
         self._task: TaskID | None = None
         self._last_line = 0.0
         self._started = False
+        self._note: str | None = None
 
     def __enter__(self) -> ProgressDisplay:
         return self
@@ -67,6 +68,16 @@ class ProgressDisplay:
         )
         self._bar.start()
         self._task = self._bar.add_task(self.job_id, total=total, cached=0, failed=0, rate=0.0)
+
+    def note(self, text: str | None) -> None:
+        """Show a line on the workers' state (Slurm jobs pending and running) when it changes."""
+        if text is None or text == self._note or self.quiet:
+            return
+        self._note = text
+        if self._bar is not None:
+            self._bar.console.print(text, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def __call__(self, p: RunProgress) -> None:
         if not self._started:

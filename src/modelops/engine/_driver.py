@@ -578,9 +578,8 @@ class Driver:
             else:
                 state = "completed"
         self.ledger.index_commits()  # this run's done tasks join the cross-job cache
-        self.ledger.update_job_spec(
-            self.job.job_id, {"provenance": {"packages": dict(sorted(self.packages.items()))}}
-        )
+        provenance = {"packages": dict(sorted(self.packages.items())), **self.backend.provenance()}
+        self.ledger.update_job_spec(self.job.job_id, {"provenance": provenance})
         self.ledger.set_job_state(self.job.job_id, state)  # type: ignore[arg-type]
         return RunSummary(
             job_id=self.job.job_id,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelops.runtime.spec import ChunkSpec
 from modelops.services._events import ChunkEvent
@@ -130,6 +130,16 @@ class ChunkBackend(ABC):
     def description(self) -> str:
         """One line saying where tasks run (shown by ``mops run``)."""
         return f"{type(self).__name__} with {self.workers} workers"
+
+    def status_line(self) -> str | None:
+        """A short line on the workers' state worth showing beside the progress (a batch
+        cluster's pending and running jobs), or None."""
+        return None
+
+    def provenance(self) -> dict[str, Any]:
+        """What the job's provenance should keep of where its tasks ran, beyond
+        :attr:`description` (a batch cluster's job ids, say); asked when the run ends."""
+        return {}
 
     # -- SimulationService, through a task-level port ----------------------------------------
 

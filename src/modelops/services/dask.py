@@ -54,6 +54,7 @@ from modelops.services._dask_worker import (
     run_chunk_on_worker,
 )
 from modelops.services._events import ChunkEvent, ChunkRaised, RemoteError, WorkerDied
+from modelops.services.batch import BatchCluster, BatchSettings
 from modelops_contracts.errors import BundleError, ClusterError, ContractViolationError
 from modelops_contracts.task import bundle_digest
 
@@ -138,10 +139,15 @@ class DaskSimulationService(ChunkBackend):
         store: store root where the port methods find bundle snapshots (the engine passes the
             snapshot itself through :meth:`start`).
         connect_timeout: seconds to wait for the scheduler to answer.
+        batch: start a batch-system cluster for the run (Slurm, PBS, SGE or LSF through
+            dask-jobqueue, see :mod:`modelops.services.batch`), scaled between 1 and its
+            ``jobs`` jobs, and close it (cancelling its jobs) at :meth:`close`.
+        log_directory: where a batch cluster's jobs write their logs (default: ``workers/``
+            beside the job's log, known at :meth:`start`).
 
     Raises:
-        ContractViolationError: neither or both of ``scheduler`` and ``local``, or ``workers``
-            without ``local``.
+        ContractViolationError: not exactly one of ``scheduler``, ``local`` and ``batch``, or
+            ``workers`` without ``local``.
     """
 
     capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
@@ -159,12 +165,16 @@ class DaskSimulationService(ChunkBackend):
         local: bool = False,
         store: Path | str | None = None,
         connect_timeout: float = 30.0,
+        batch: BatchSettings | None = None,
+        log_directory: Path | str | None = None,
     ) -> None:
         if scheduler == "local":
             scheduler, local = None, True
-        if (scheduler is None) != local:
+        if (scheduler is not None) + local + (batch is not None) != 1:
             raise ContractViolationError(
-                "pass either a scheduler address or local=True", field="scheduler", value=scheduler
+                "pass one of a scheduler address, local=True or batch=",
+                field="scheduler",
+                value=scheduler,
             )
         if workers is not None and (not local or workers < 1):
             raise ContractViolationError(
@@ -175,6 +185,12 @@ class DaskSimulationService(ChunkBackend):
         self._address = _check_address(scheduler) if scheduler is not None else None
         self._local_workers = workers or 2
         self.workers = self._local_workers if local else 1
+        self._batch_settings = batch
+        self._batch: BatchCluster | None = None
+        self._closed_batch: dict[str, Any] | None = None
+        self._log_directory = Path(log_directory) if log_directory is not None else None
+        if batch is not None:  # the driver keeps enough chunks queued for every job to start
+            self.workers = batch.jobs * batch.cores
         self._store_root = Path(store) if store is not None else None
         self._connect_timeout = connect_timeout
         self._token = uuid.uuid4().hex[:16]
@@ -192,20 +208,27 @@ class DaskSimulationService(ChunkBackend):
     # -- connection ---------------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Connect (or start the local cluster) in the background while the job compiles."""
-        if self._client is None and self._connecting is None:
+        """Connect (or start the local cluster) in the background while the job compiles; a
+        batch cluster waits for :meth:`connect` or :meth:`start`, which know where its logs go."""
+        if self._client is None and self._connecting is None and self._batch_settings is None:
             self._connecting = threading.Thread(
                 target=self._connect_in_background, name="modelops-dask-connect", daemon=True
             )
             self._connecting.start()
 
-    def connect(self) -> None:
+    def connect(self, *, log_directory: Path | str | None = None) -> None:
         """Connect now (or wait for :meth:`warm_up`'s connection), so that a scheduler that
-        cannot be reached fails before anything is registered.
+        cannot be reached fails before anything is registered. A batch cluster is started here
+        and waited for until its first worker runs (its jobs write their logs to
+        ``log_directory``).
 
         Raises:
-            ClusterError: the scheduler cannot be reached, or the local cluster cannot start.
+            ClusterError: the scheduler cannot be reached, the local cluster cannot start, or no
+                batch job started within the settings' ``start_timeout`` (its jobs are then
+                cancelled).
         """
+        if log_directory is not None:
+            self._log_directory = Path(log_directory)
         self._ensure_client()
 
     def _connect_in_background(self) -> None:
@@ -229,7 +252,9 @@ class DaskSimulationService(ChunkBackend):
     def _connect(self) -> None:
         from distributed import Client, LocalCluster
 
-        if self._address is None:
+        if self._batch_settings is not None:
+            self._connect_batch(self._batch_settings)
+        elif self._address is None:
             self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=self._local_workers,
                 threads_per_worker=1,
@@ -251,7 +276,32 @@ class DaskSimulationService(ChunkBackend):
                 ) from exc
         self._refresh_workers(force=True)
 
+    def _connect_batch(self, settings: BatchSettings) -> None:
+        """Start the batch cluster and wait for its first worker (all cancelled on failure)."""
+        from distributed import Client
+
+        if self._log_directory is None:
+            raise RuntimeError("a batch cluster needs its log directory before it starts")
+        batch = BatchCluster(settings, self._log_directory)
+        cluster = batch.start()
+        self._batch, self._cluster = batch, cluster
+        try:
+            self._client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
+            self._client.wait_for_workers(1, timeout=settings.start_timeout)
+        except BaseException as exc:
+            states = batch.status_line() or f"no {settings.kind} job seen"
+            self.close()
+            if isinstance(exc, TimeoutError | OSError):
+                raise ClusterError(
+                    f"no {settings.kind} job started within {settings.start_timeout:g} s "
+                    f"({states}); its jobs are cancelled",
+                    hint="check the queue with squeue, or allow a longer start timeout",
+                ) from exc
+            raise
+
     def _where(self) -> str:
+        if self._batch is not None:
+            return f"the {self._batch.settings.kind} cluster"
         if self._cluster is not None:
             return f"the local Dask cluster at {self._cluster.scheduler_address}"
         return f"the Dask scheduler at {self._address}"
@@ -286,6 +336,8 @@ class DaskSimulationService(ChunkBackend):
             ClusterError: the scheduler cannot be reached.
             BundleError: the snapshot cannot be read or extracted on a worker.
         """
+        if self._log_directory is None and log_path is not None:
+            self._log_directory = Path(log_path).parent / "workers"
         client = self._connected_client()
         digest = bundle_digest(bundle_ref)
         if digest not in self._plugins:
@@ -326,6 +378,10 @@ class DaskSimulationService(ChunkBackend):
         except (OSError, TimeoutError) as exc:
             raise self._lost(exc) from exc
         self._refreshed = now
+        if self._batch is not None:  # sized for every job, so adaptive scaling sees the backlog
+            settings = self._batch.settings
+            self.workers = max(threads, settings.jobs * settings.cores)
+            return
         # with no worker yet (a batch system still starting them) one chunk waits on the scheduler
         self.workers = max(1, threads)
 
@@ -401,6 +457,7 @@ class DaskSimulationService(ChunkBackend):
             self._connecting = None
         client, self._client = self._client, None
         cluster, self._cluster = self._cluster, None
+        batch, self._batch = self._batch, None
         futures = [f for _, _, f in self._futures.values()]
         self._futures.clear()
         self._done = queue.SimpleQueue()
@@ -422,11 +479,26 @@ class DaskSimulationService(ChunkBackend):
             quiet = _quiet_client_logs() if client.status != "running" else contextlib.nullcontext()
             with quiet, contextlib.suppress(Exception):
                 client.close(timeout=_CLOSE_TIMEOUT)
-        if cluster is not None:
+        if batch is not None:
+            self._closed_batch = batch.provenance()
+            batch.close(timeout=_CLOSE_TIMEOUT)  # cancels its jobs
+        elif cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=_CLOSE_TIMEOUT)
 
     # -- display ------------------------------------------------------------------------------
+
+    def status_line(self) -> str | None:
+        """How many of a batch cluster's jobs are pending and running (None otherwise)."""
+        return self._batch.status_line() if self._batch is not None else None
+
+    def provenance(self) -> dict[str, Any]:
+        """A batch cluster's kind, settings and every job id it submitted (``{}`` otherwise)."""
+        if self._batch is not None:
+            return {"cluster": self._batch.provenance()}
+        if self._closed_batch is not None:
+            return {"cluster": dict(self._closed_batch)}
+        return {}
 
     @property
     def dashboard_link(self) -> str | None:
@@ -451,7 +523,10 @@ class DaskSimulationService(ChunkBackend):
         if client is not None:
             with contextlib.suppress(Exception):
                 address = client.scheduler.address
-        kind = "Dask LocalCluster" if self._address is None else "Dask cluster"
+        if self._batch_settings is not None:
+            kind = f"Dask on {self._batch_settings.kind} (dask-jobqueue)"
+        else:
+            kind = "Dask LocalCluster" if self._address is None else "Dask cluster"
         threads = f"{self.workers} worker thread{'s' if self.workers != 1 else ''}"
         return f"{kind} {address or '(not started)'}, {threads}"
 

@@ -140,7 +140,15 @@ def test_services_messages_name_no_cli_flags() -> None:
     import modelops.services as services
 
     root = services.__file__.rsplit("/", 1)[0]
-    for name in ("dask.py", "_dask_worker.py", "local.py", "_pool.py", "_port.py", "_select.py"):
+    for name in (
+        "dask.py",
+        "_dask_worker.py",
+        "local.py",
+        "_pool.py",
+        "_port.py",
+        "_select.py",
+        "batch.py",
+    ):
         with open(f"{root}/{name}", encoding="utf-8") as handle:
             text = handle.read()
         for flag in ("--scheduler", "--workers", "--store", "--task-timeout", "--retries"):

@@ -20,6 +20,7 @@ from modelops.bundle import BundleStore
 from modelops.engine import Progress, RunOptions
 from modelops.runtime.chunk import ChunkSpec, ChunkTask
 from modelops.services import LocalSimulationService
+from modelops.services.batch import BatchSettings
 from modelops.services.dask import ClusterError, DaskSimulationService
 from modelops_contracts import ContractViolationError, SimulationStudy
 from modelops_contracts.task import bundle_digest
@@ -311,10 +312,13 @@ def test_local_cluster_runs_a_study_and_has_a_dashboard(toy_bundle: ToyBundle) -
 
 
 def test_constructor_checks_its_arguments() -> None:
-    with pytest.raises(ContractViolationError, match="either a scheduler address or local=True"):
+    one = "one of a scheduler address, local=True or batch="
+    with pytest.raises(ContractViolationError, match=one):
         DaskSimulationService()
-    with pytest.raises(ContractViolationError, match="either a scheduler address or local=True"):
+    with pytest.raises(ContractViolationError, match=one):
         DaskSimulationService("tcp://127.0.0.1:8786", local=True)
+    with pytest.raises(ContractViolationError, match=one):
+        DaskSimulationService(local=True, batch=BatchSettings())
     with pytest.raises(ContractViolationError, match="workers applies to local=True"):
         DaskSimulationService("tcp://127.0.0.1:8786", workers=2)
     backend = DaskSimulationService("local", workers=3)
