@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from modelops_contracts import SimulationStudy
+from tests.slurm_cluster import SlurmCluster, start_slurm, stop_slurm
 
 if TYPE_CHECKING:
     from tests.modelops.services.conftest import DaskCluster
@@ -226,3 +227,16 @@ def dask_cluster(dask_session_cluster: DaskCluster) -> DaskCluster:
     """The shared cluster, with all its workers registered (a test may have killed one)."""
     dask_session_cluster.wait_for_workers()
     return dask_session_cluster
+
+
+# --- a real Slurm (munged, slurmctld and slurmd on 127.0.0.1), started once per test run ---
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """The session's throw-away Slurm (see tests/slurm/README.md), stopped by pid at the end."""
+    cluster = start_slurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster
+    finally:
+        stop_slurm(cluster)

@@ -61,7 +61,8 @@ class BatchSettings:
     job (``4GB``), ``walltime`` per job (``HH:MM:SS``), ``queue`` the partition, ``account`` the
     project to charge, ``job_extra`` more scheduler directives (``--qos=debug``).
     ``interface`` is the network interface the scheduler and workers talk on (default: the
-    host's); ``start_timeout`` the seconds to wait for the first worker.
+    host's), or ``host`` the address they listen on, dashboards included (``127.0.0.1`` keeps a
+    one-machine cluster on loopback); ``start_timeout`` the seconds to wait for the first worker.
     """
 
     kind: str = "slurm"
@@ -73,6 +74,7 @@ class BatchSettings:
     account: str | None = None
     job_extra: tuple[str, ...] = ()
     interface: str | None = None
+    host: str | None = None
     start_timeout: float = 600.0
     python: str = field(default_factory=lambda: sys.executable)
 
@@ -255,6 +257,9 @@ class BatchCluster:
         }
         if s.interface is not None:
             options["interface"] = s.interface
+        if s.host is not None:
+            options["scheduler_options"] = {"host": s.host, "dashboard_address": f"{s.host}:0"}
+            options["worker_extra_args"] = ["--host", s.host, "--dashboard-address", f"{s.host}:0"]
         try:
             self.cluster = cls(**options)
             self.cluster.adapt(minimum_jobs=1, maximum_jobs=s.jobs)

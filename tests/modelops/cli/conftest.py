@@ -24,7 +24,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,19 +134,26 @@ def mops_executable() -> Path:
     return Path(sys.executable).with_name("mops")
 
 
-def _env() -> dict[str, str]:
+def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MODELOPS_STORE", None)
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 
-def run_mops(*args: object, cwd: Path | None = None, timeout: float = 60.0) -> Result:
-    """Run ``mops ARGS`` to completion; returns its exit code, stdout and stderr."""
+def run_mops(
+    *args: object,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+) -> Result:
+    """Run ``mops ARGS`` to completion (``env`` added to the environment); returns its exit
+    code, stdout and stderr."""
     proc = subprocess.run(
         [str(mops_executable()), *map(str, args)],
         cwd=cwd,
-        env=_env(),
+        env=_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -155,12 +162,14 @@ def run_mops(*args: object, cwd: Path | None = None, timeout: float = 60.0) -> R
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def start_mops(*args: object, cwd: Path | None = None) -> subprocess.Popen[str]:
+def start_mops(
+    *args: object, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
     """Start ``mops ARGS`` in its own session (so a signal to its group reaches only it)."""
     return subprocess.Popen(
         [str(mops_executable()), *map(str, args)],
         cwd=cwd,
-        env=_env(),
+        env=_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
