@@ -20,8 +20,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -190,13 +192,26 @@ def check_batch_settings(settings: BatchSettings) -> None:
                 field="cluster",
             )
     try:
-        import dask_jobqueue  # noqa: F401
+        _jobqueue()
     except ImportError:
         raise ContractViolationError(
             "a batch cluster needs dask-jobqueue: pip install 'modelops[slurm]'", field="cluster"
         ) from None
     if settings.kind == "slurm" and settings.queue is not None:
         _check_partition(settings.queue)
+
+
+def _jobqueue() -> Any:
+    """dask_jobqueue, imported with Ctrl-C left as it was: one of its modules sets a SIGINT
+    handler that exits the process with status 0 at import, which would turn an interrupted run
+    into a silent success instead of a resumable stop (exit 130)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    import dask_jobqueue
+
+    if main and signal.getsignal(signal.SIGINT) is not previous:
+        signal.signal(signal.SIGINT, previous)
+    return dask_jobqueue
 
 
 def _check_partition(name: str) -> None:
@@ -238,8 +253,7 @@ class BatchCluster:
         Raises:
             ClusterError: dask-jobqueue cannot start it (the batch system refused the job).
         """
-        import dask_jobqueue
-
+        dask_jobqueue = _jobqueue()
         s = self.settings
         self.log_directory.mkdir(parents=True, exist_ok=True)
         cls = getattr(dask_jobqueue, BATCH_KINDS[s.kind][0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ BLOCKING = '''
 """Tasks that say when they start, and wait for a gate file (bounded), for a mid-run cancel."""
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -230,3 +232,31 @@ def test_the_studys_cluster_section_and_the_flags_merge(
     assert done.code == 0, done.stderr  # the flag won over the section
     assert json.loads(done.stdout)["succeeded"] == 45
     _no_jobs_left(slurm)
+
+
+def test_ctrl_c_cancels_the_runs_jobs(
+    slurm: SlurmCluster, slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    bundle, work = tmp_path / "bundle", tmp_path / "work"
+    bundle.mkdir()
+    work.mkdir()
+    (bundle / "blocking.py").write_text(BLOCKING, encoding="utf-8")
+    study = tmp_path / "study.json"
+    sets = [{"x": x, "dir": str(work)} for x in range(2)]
+    study.write_text(json.dumps({"model": "blocking.blocking", "parameter_sets": sets}))
+    proc = start_mops(
+        "run", study, "--bundle", bundle, "--store", tmp_path / "store", "--cluster", "slurm",
+        env=slurm_env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not any(work.glob("started-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(state == "RUNNING" for _, state in slurm.jobs()), slurm.jobs()
+        os.killpg(proc.pid, signal.SIGINT)
+        result = finish(proc, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert result.code == 130, result.stderr
+    _no_jobs_left(slurm)  # the run's jobs were cancelled on the way out
