@@ -56,6 +56,18 @@ def slurm_env(slurm: SlurmCluster, tmp_path: Path) -> dict[str, str]:
     return {"SLURM_CONF": str(slurm.conf), "XDG_CONFIG_HOME": str(config.parent)}
 
 
+def _blocking_study(tmp_path: Path, tasks: int) -> tuple[Path, Path, Path]:
+    """A bundle of the blocking model, the directory its tasks signal in, and a study of
+    ``tasks`` tasks: (bundle, work, study file)."""
+    bundle, work, study = tmp_path / "bundle", tmp_path / "work", tmp_path / "study.json"
+    bundle.mkdir()
+    work.mkdir()
+    (bundle / "blocking.py").write_text(BLOCKING, encoding="utf-8")
+    sets = [{"x": x, "dir": str(work)} for x in range(tasks)]
+    study.write_text(json.dumps({"model": "blocking.blocking", "parameter_sets": sets}))
+    return bundle, work, study
+
+
 def _no_jobs_left(slurm: SlurmCluster) -> None:
     """Every job the run submitted is gone from the queue (closing cancels them)."""
     deadline = time.monotonic() + WAIT_S
@@ -104,13 +116,8 @@ def test_the_sir_study_runs_on_slurm_then_is_all_cached(
 def test_a_cancelled_worker_job_is_replaced_and_every_row_arrives_once(
     slurm: SlurmCluster, slurm_env: dict[str, str], tmp_path: Path
 ) -> None:
-    bundle, work, store = tmp_path / "bundle", tmp_path / "work", tmp_path / "store"
-    bundle.mkdir()
-    work.mkdir()
-    (bundle / "blocking.py").write_text(BLOCKING, encoding="utf-8")
-    study = tmp_path / "study.json"
-    sets = [{"x": x, "dir": str(work)} for x in range(6)]
-    study.write_text(json.dumps({"model": "blocking.blocking", "parameter_sets": sets}))
+    bundle, work, study = _blocking_study(tmp_path, 6)
+    store = tmp_path / "store"
     proc = start_mops(
         "run", study, "--bundle", bundle, "--store", store, "--cluster", "slurm",
         "--jobs", 1, "--json", env=slurm_env,
@@ -237,13 +244,7 @@ def test_the_studys_cluster_section_and_the_flags_merge(
 def test_ctrl_c_cancels_the_runs_jobs(
     slurm: SlurmCluster, slurm_env: dict[str, str], tmp_path: Path
 ) -> None:
-    bundle, work = tmp_path / "bundle", tmp_path / "work"
-    bundle.mkdir()
-    work.mkdir()
-    (bundle / "blocking.py").write_text(BLOCKING, encoding="utf-8")
-    study = tmp_path / "study.json"
-    sets = [{"x": x, "dir": str(work)} for x in range(2)]
-    study.write_text(json.dumps({"model": "blocking.blocking", "parameter_sets": sets}))
+    bundle, work, study = _blocking_study(tmp_path, 2)
     proc = start_mops(
         "run", study, "--bundle", bundle, "--store", tmp_path / "store", "--cluster", "slurm",
         env=slurm_env,
