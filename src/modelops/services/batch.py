@@ -244,6 +244,7 @@ class BatchCluster:
         self.cluster: Any = None
         self.job_ids: list[str] = []
         self._states: dict[str, int] = {}
+        self._reasons: list[str] = []
         self._states_at = 0.0
 
     def start(self) -> Any:
@@ -309,7 +310,7 @@ class BatchCluster:
             return {}
         try:
             done = subprocess.run(
-                ["squeue", "-h", "-o", "%i %T", "-j", ",".join(self.job_ids)],
+                ["squeue", "-h", "-o", "%i %T %r", "-j", ",".join(self.job_ids)],
                 capture_output=True,
                 text=True,
                 timeout=10,
@@ -318,11 +319,14 @@ class BatchCluster:
         except (OSError, subprocess.TimeoutExpired):
             return dict(self._states)
         states: dict[str, int] = {}
+        reasons: set[str] = set()
         for line in done.stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 2:
+            parts = line.split(maxsplit=2)
+            if len(parts) >= 2:
                 states[parts[1]] = states.get(parts[1], 0) + 1
-        self._states = states
+            if len(parts) == 3 and parts[1] == "PENDING" and parts[2] not in ("None", "(null)"):
+                reasons.add(parts[2])
+        self._states, self._reasons = states, sorted(reasons)
         return dict(states)
 
     def status_line(self) -> str | None:
@@ -331,7 +335,8 @@ class BatchCluster:
         if not states:
             return None
         shown = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items()))
-        return f"{self.settings.kind} jobs: {shown}"
+        why = f", waiting for {', '.join(self._reasons)}" if self._reasons else ""
+        return f"{self.settings.kind} jobs: {shown}{why}"
 
     def provenance(self) -> dict[str, Any]:
         """The cluster's kind, its settings and every job id it submitted."""
