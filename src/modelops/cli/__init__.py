@@ -6,6 +6,7 @@ from modelops.cli import (  # noqa: F401  (registers commands)
     _analysis,
     _bundle,
     _calibrate,
+    _env,
     _files,
     _jobs,
     _sample,

@@ -1,0 +1,139 @@
+"""Bundle environments built with uv (real uv, real PyPI packages, real virtual environments)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from modelops.envs import (
+    ENV_FILE,
+    declared_requirements,
+    ensure_environment,
+    list_environments,
+    prune_environments,
+)
+from modelops_contracts.errors import BundleError
+from tests.modelops.cli.conftest import run_mops
+
+
+def _bundle(root: Path, name: str, files: dict[str, str]) -> Path:
+    bundle = root / name
+    bundle.mkdir()
+    for file, text in files.items():
+        (bundle / file).write_text(text, encoding="utf-8")
+    return bundle
+
+
+def _version(python: Path) -> str:
+    code = "import packaging; print(packaging.__version__)"
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_what_a_bundle_declares(tmp_path: Path) -> None:
+    none = _bundle(tmp_path, "none", {"model.py": ""})
+    assert declared_requirements(none) is None
+    pinned = _bundle(tmp_path, "pinned", {"requirements.txt": "packaging==23.2  # why\n"})
+    assert declared_requirements(pinned) == declared_requirements(pinned)
+    found = declared_requirements(pinned)
+    assert found is not None and (found.source, found.pins) == (
+        "requirements.txt",
+        ("packaging==23.2",),
+    )
+    project = '[project]\nname = "m"\nversion = "0"\ndependencies = ["packaging>=24,<24.2"]\n'
+    ranged = _bundle(tmp_path, "ranged", {"pyproject.toml": project})
+    resolved = declared_requirements(ranged)
+    assert resolved is not None and resolved.source == "pyproject.toml"
+    assert resolved.pins == ("packaging==24.1",)  # uv resolved the range to one pin
+    locked = _bundle(
+        tmp_path,
+        "locked",
+        {"requirements.txt": "packaging\n", "requirements.lock": "packaging==23.2\n"},
+    )
+    lock = declared_requirements(locked)
+    assert lock is not None and lock.source == "requirements.lock" and lock.key == found.key
+
+
+def test_two_bundles_two_environments_each_with_its_version(tmp_path: Path) -> None:
+    cache = tmp_path / "envs"
+    old = declared_requirements(_bundle(tmp_path, "old", {"requirements.txt": "packaging==23.2\n"}))
+    new = declared_requirements(_bundle(tmp_path, "new", {"requirements.txt": "packaging==24.1\n"}))
+    assert old is not None and new is not None and old.key != new.key
+    steps: list[str] = []
+    first = ensure_environment(old, cache, on_progress=steps.append)
+    assert any(s.startswith("building environment") for s in steps)
+    second = ensure_environment(new, cache)
+    assert _version(first.python).strip() == "23.2" and _version(second.python).strip() == "24.1"
+    assert first.packages["packaging"] == "23.2" and "modelops" in first.packages
+    assert "polars" not in first.packages and "dask" not in first.packages  # only the runtime
+    code = "import modelops.runtime.chunk, modelops.services._worker"
+    subprocess.run([first.python, "-c", code], check=True)  # the runtime imports in it
+    again: list[str] = []
+    assert ensure_environment(old, cache, on_progress=again.append).path == first.path
+    assert again == []  # reused, not rebuilt
+    assert {e.key for e in list_environments(cache)} == {old.key, new.key}
+
+
+def test_an_unresolvable_requirement_leaves_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "envs"
+    bad = _bundle(tmp_path, "bad", {"requirements.txt": "modelops-no-such-package-xyz==1.0\n"})
+    found = declared_requirements(bad)
+    assert found is not None
+    with pytest.raises(BundleError, match=r"cannot install the bundle's requirements: .*no-such"):
+        ensure_environment(found, cache)
+    assert list_environments(cache) == []
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+    ranged = _bundle(tmp_path, "ranged", {"requirements.txt": "modelops-no-such-package-xyz>=1\n"})
+    with pytest.raises(BundleError, match="cannot resolve the requirements"):
+        declared_requirements(ranged)
+    prune_environments(cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_two_builds_at_once_build_once(tmp_path: Path) -> None:
+    cache = tmp_path / "envs"
+    found = declared_requirements(_bundle(tmp_path, "b", {"requirements.txt": "packaging==23.2\n"}))
+    assert found is not None
+    steps: list[str] = []
+    lock = threading.Lock()
+
+    def build() -> None:
+        def say(line: str) -> None:
+            with lock:
+                steps.append(line)
+
+        ensure_environment(found, cache, on_progress=say)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(s.startswith("building environment") for s in steps) == 1
+    assert (cache / found.key / ENV_FILE).is_file()
+
+
+def test_mops_env_build_list_prune(tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path, "b", {"requirements.txt": "packaging==23.2\n"})
+    store = tmp_path / "store"
+    built = run_mops("env", "build", "--bundle", bundle, "--store", store, timeout=300)
+    assert built.code == 0, built.stderr
+    assert "ready in" in built.stdout and "building environment" in built.stderr
+    listed = run_mops("env", "list", "--store", store)
+    assert "packaging==23.2" in listed.stdout
+    kept = run_mops("env", "prune", "--store", store)
+    assert kept.stdout.strip() == "removed 0 environment(s)"
+    pruned = run_mops("env", "prune", "--store", store, "--older-than", 0)
+    assert pruned.stdout.startswith("removed 1 environment(s)")
+    assert run_mops("env", "list", "--store", store).stdout.strip() == "no environments"
+    none = run_mops("env", "build", "--bundle", _bundle(tmp_path, "n", {}), "--store", store)
+    assert (
+        none.code == 2 and none.stderr.startswith("error: bundle ") and "declares no" in none.stderr
+    )
+    bad = _bundle(tmp_path, "bad", {"requirements.txt": "modelops-no-such-package-xyz==1.0\n"})
+    failed = run_mops("env", "build", "--bundle", bad, "--store", store, timeout=300)
+    assert failed.code == 2
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no-such" in errors[0]
