@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from modelops.engine import Progress, RunOptions, RunSummary
+    from modelops.envs import Environment
     from modelops.services._base import ChunkBackend
     from modelops.store import FailureRecord
 
@@ -55,11 +56,13 @@ def compile_study(
     job_id: str | None = None,
     base: Path | None = None,
     import_timeout: float | None = _IMPORT_TIMEOUT,
+    python: Path | str | None = None,
 ) -> SimJob:
     """Bind a study to the model code in ``bundle`` and check it against the model.
 
     ``base`` is where relative ``targets`` data paths point from (default: the study file's
-    directory, or the current directory for a study object).
+    directory, or the current directory for a study object). ``python`` is the interpreter
+    of the bundle environment the tasks will run in (the model is checked there).
 
     Writes nothing. Checks the scenario, every distinct parameter set and the requested outputs
     by importing the model in a child process that sees only the bundle's files, as a worker
@@ -89,7 +92,7 @@ def compile_study(
             outputs=None if study.outputs is None else tuple(study.outputs),
             config=study.config,
         )
-        _check_entrypoint(check, import_timeout)
+        _check_entrypoint(check, import_timeout, python)
     return job
 
 
@@ -102,7 +105,9 @@ def _distinct_params(job: SimJob) -> tuple[dict[str, Any], ...]:
     return tuple(dict(p.params) for p in job.parameter_sets().values())
 
 
-def _check_entrypoint(check: EntrypointCheck, timeout: float | None) -> None:
+def _check_entrypoint(
+    check: EntrypointCheck, timeout: float | None, python: Path | str | None = None
+) -> None:
     """Run :func:`resolve_in_worker` in a fresh worker; turn how it ended into one error.
 
     Raises:
@@ -113,7 +118,10 @@ def _check_entrypoint(check: EntrypointCheck, timeout: float | None) -> None:
     from modelops.services._pool import run_once
     from modelops.services._worker import PRELOAD
 
-    event = run_once(resolve_in_worker, check, timeout=timeout, preload=PRELOAD)
+    executable = str(python) if python is not None else None
+    event = run_once(
+        resolve_in_worker, check, timeout=timeout, preload=PRELOAD, executable=executable
+    )
     what = check.entrypoint.partition("/")[0]
     match event:
         case ChunkRaised(error=error) if error.type_name == "ContractViolationError":
@@ -221,8 +229,14 @@ def run(
     job_id: str | None = None,
     backend: ChunkBackend | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    env: str | Environment | None = "auto",
 ) -> JobHandle:
     """Run a study on this machine (or ``backend``) and return a handle to its results.
+
+    A bundle that declares requirements (see :mod:`modelops.envs`) runs in its own environment,
+    built once and cached in the store (``env="auto"``); ``env="current"`` runs it in this
+    Python, with a warning if it does not meet them. An :class:`~modelops.envs.Environment`
+    (or None, for this Python) is taken as already chosen.
 
     ``study`` may also be a job from :func:`compile_study` (then ``job_id`` is ignored).
     ``options`` sets retries, the task timeout, fail-fast and caching (:class:`RunOptions`).
@@ -246,13 +260,19 @@ def run(
         handle = finished_run(key, store=store_root)
         if handle is not None:
             return handle
+    from modelops.envs import environment_for
+
+    environment = environment_for(bundle, store_root / "envs", env) if isinstance(env, str) else env
     backend = backend or LocalSimulationService(workers)
+    if environment is not None:
+        backend.use_environment(environment)
     backend.warm_up()
+    python = environment.python if environment is not None else None
     try:
         if isinstance(study, SimJob):
             job = study
         else:
-            job = compile_study(study, bundle, store=store_root, job_id=job_id)
+            job = compile_study(study, bundle, store=store_root, job_id=job_id, python=python)
         result_store = open_store(store_root)
     except BaseException:
         backend.close(kill=True)

@@ -39,10 +39,13 @@ from modelops_contracts.errors import BundleError
 
 __all__ = [
     "ENV_FILE",
+    "ENV_MODES",
     "Environment",
+    "EnvironmentWarning",
     "Requirements",
     "declared_requirements",
     "ensure_environment",
+    "environment_for",
     "list_environments",
     "prune_environments",
     "uv_executable",
@@ -53,6 +56,15 @@ RUNTIME_PACKAGES = ("pydantic", "pydantic-core", "pyarrow", "numpy", "pyyaml", "
 """What the ModelOps runtime imports in a worker, installed at the driver's own versions."""
 
 _TEMP = ".building-"
+ENV_MODES = ("auto", "current")
+"""``auto``: a bundle that declares requirements runs in its own environment; ``current``: in
+this Python, as a bundle without requirements does."""
+
+
+class EnvironmentWarning(UserWarning):
+    """A bundle runs in the current environment although it does not meet its requirements."""
+
+
 _PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?==[^\s;]+(\s*;.*)?$")
 
 
@@ -209,6 +221,60 @@ def prune_environments(cache: Path | str, *, older_than_days: float = 0.0) -> li
             if not (root / lock.stem).exists():
                 lock.unlink(missing_ok=True)
     return removed
+
+
+def environment_for(
+    bundle: Path | str,
+    cache: Path | str,
+    mode: str = "auto",
+    *,
+    on_progress: Callable[[str], None] | None = None,
+) -> Environment | None:
+    """The environment the bundle's tasks run in: None for this Python.
+
+    With ``mode="current"`` a bundle whose pins this Python does not meet gets an
+    :class:`EnvironmentWarning` naming them.
+
+    Raises:
+        ContractViolationError: an unknown mode.
+        BundleError: the requirements cannot be resolved or installed (uv's message).
+    """
+    from modelops_contracts.errors import ContractViolationError
+
+    if mode not in ENV_MODES:
+        raise ContractViolationError(
+            f"env must be one of {', '.join(ENV_MODES)}, got {mode!r}", field="env", value=mode
+        )
+    requirements = declared_requirements(bundle)
+    if requirements is None:
+        return None
+    if mode == "current":
+        unmet = _unmet(requirements)
+        if unmet:
+            import warnings
+
+            warnings.warn(
+                f"the bundle requires {', '.join(unmet)}, which this environment does not have; "
+                "its tasks run here anyway (env current)",
+                EnvironmentWarning,
+                stacklevel=2,
+            )
+        return None
+    return ensure_environment(requirements, cache, on_progress=on_progress)
+
+
+def _unmet(requirements: Requirements) -> list[str]:
+    unmet = []
+    for pin in requirements.pins:
+        name, _, version = pin.partition(";")[0].partition("==")
+        name = name.split("[")[0].strip()
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            have = None
+        if have != version.strip():
+            unmet.append(pin)
+    return unmet
 
 
 # -- building ------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from modelops.envs import (
@@ -137,3 +139,47 @@ def test_mops_env_build_list_prune(tmp_path: Path) -> None:
     assert failed.code == 2
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no-such" in errors[0]
+
+
+VERSION_MODEL = """
+import packaging
+
+
+def version(params, seed):
+    return {"summary": {"packaging": packaging.__version__}}
+"""
+
+
+def test_two_bundles_in_one_store_each_run_in_their_own_environment(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    study = tmp_path / "study.yaml"
+    study.write_text("model: ver.version\nparameter_sets:\n  - {x: 1}\n  - {x: 2}\n")
+    for version in ("23.2", "24.1"):
+        bundle = _bundle(
+            tmp_path,
+            version,
+            {"ver.py": VERSION_MODEL, "requirements.txt": f"packaging=={version}\n"},
+        )
+        done = run_mops("run", study, "--bundle", bundle, "--store", store, "--json", timeout=300)
+        assert done.code == 0, done.stderr
+        job_id = json.loads(done.stdout)["job_id"]
+        rows = pl.read_parquet(store / "jobs" / job_id / "outputs" / "summary")
+        assert rows["packaging"].to_list() == [version, version]  # what the task imported
+        status = run_mops("status", job_id, "--store", store).stdout
+        assert f"packaging=={version}" in status  # the provenance of the environment it ran in
+    assert len(list_environments(store / "envs")) == 2
+
+    bundle = tmp_path / "23.2"
+    current = run_mops(
+        "run", study, "--bundle", bundle, "--store", tmp_path / "other", "--env", "current",
+        "--json",
+    )  # fmt: skip
+    assert current.code == 0, current.stderr
+    assert "warning: the bundle requires packaging==23.2" in current.stderr
+    dask = run_mops(
+        "run", study, "--bundle", bundle, "--store", tmp_path / "d", "--scheduler", "local"
+    )
+    assert dask.code == 2
+    assert dask.stderr.strip().splitlines()[-1].startswith("error: --env: DaskSimulationService")
+    bad = run_mops("run", study, "--bundle", bundle, "--store", tmp_path / "e", "--env", "mine")
+    assert bad.code == 2 and "env must be one of auto, current" in bad.stderr

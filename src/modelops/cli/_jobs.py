@@ -21,6 +21,7 @@ from modelops.cli._options import (
     BundleOption,
     ClusterOption,
     CoresOption,
+    EnvOption,
     JobExtraOption,
     JobsOption,
     MemoryOption,
@@ -37,6 +38,7 @@ from modelops_contracts.errors import ContractViolationError
 
 if TYPE_CHECKING:
     from modelops.api import JobHandle
+    from modelops.envs import Environment
 
 
 @command("run")
@@ -71,6 +73,7 @@ def run_command(
     account: AccountOption = None,
     job_extra: JobExtraOption = None,
     start_timeout: StartTimeoutOption = None,
+    env: EnvOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run a study: every task not already in the store, on local processes, a Dask cluster,
@@ -84,7 +87,7 @@ def run_command(
     )
     args = _RunArgs(
         study, bundle, store, workers, retries, task_timeout, max_output, fail_fast, no_cache,
-        job_id, scheduler, flags,
+        job_id, scheduler, flags, env,
     )  # fmt: skip
     json_stdout = _stdout_for_json() if as_json else nullcontext(None)
     with json_stdout as out:
@@ -107,6 +110,7 @@ class _RunArgs:
     job_id: str | None
     scheduler: str | None
     cluster: ClusterFlags
+    env: str
 
 
 @contextmanager
@@ -180,15 +184,21 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
     batch = batch_settings(args.cluster, spec.cluster)
     try:
         backend = backend_for(scheduler=args.scheduler or None, workers=args.workers, batch=batch)
+        environment = _environment(args, Path(store_root), as_json)
+        if environment is not None:
+            backend.use_environment(environment)
     except ContractViolationError as err:
-        if err.field not in ("workers", "scheduler"):
+        if err.field not in ("workers", "scheduler", "env"):
             raise
         raise fail(f"--{err.field}: {err}") from None
+    python = environment.python if environment is not None else None
     try:  # closed whatever happens: nothing may still be starting workers when we return
         backend.warm_up()  # workers boot (or the cluster connects) while the study compiles
         # the engine (pyarrow) loads while the fork server still boots, not after the check
         importlib.import_module("modelops.engine._execute")
-        job = compile_study(spec, args.bundle, store=store_root, job_id=args.job_id, base=base)
+        job = compile_study(
+            spec, args.bundle, store=store_root, job_id=args.job_id, base=base, python=python
+        )
         if args.scheduler or batch:  # an unreachable cluster fails here, before the job is
             from modelops.services import DaskSimulationService  # registered
 
@@ -214,11 +224,28 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
                 options=options,
                 backend=backend,
                 on_progress=progress,
+                env=environment,
             )
     finally:
         backend.close(kill=True)  # run() has closed it already, unless it never got that far
     remember_compiled(key, job, args.study, store=store_root, job_id=args.job_id, base=base)
     _report(handle, json_out)
+
+
+def _environment(args: _RunArgs, store_root: Path, quiet: bool) -> Environment | None:
+    """The bundle environment the run's tasks use (built now if needed), or None; with
+    ``--env current`` a warning line when the bundle's requirements are not met here."""
+    import warnings
+
+    from modelops.envs import EnvironmentWarning, environment_for
+
+    say = None if quiet else (lambda line: typer.echo(line, err=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EnvironmentWarning)
+        found = environment_for(args.bundle, store_root / "envs", args.env, on_progress=say)
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+    return found
 
 
 def _report(handle: JobHandle, json_out: TextIO | None) -> None:

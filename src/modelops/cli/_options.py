@@ -12,6 +12,7 @@ __all__ = [
     "BundleOption",
     "ClusterOption",
     "CoresOption",
+    "EnvOption",
     "FixOption",
     "JobExtraOption",
     "JobsOption",
@@ -92,5 +93,13 @@ StartTimeoutOption = Annotated[
     float | None,
     typer.Option(
         "--start-timeout", min=0.001, help="Seconds to wait for the first batch job [default: 600]."
+    ),
+]
+EnvOption = Annotated[
+    str,
+    typer.Option(
+        "--env",
+        help="auto: a bundle that declares requirements runs in its own environment, built "
+        "once with uv; current: in this Python.",
     ),
 ]

@@ -14,6 +14,7 @@ from modelops.services._events import ChunkEvent
 from modelops_contracts.errors import BundleError
 
 if TYPE_CHECKING:
+    from modelops.envs import Environment
     from modelops.services._port import TaskPort
     from modelops_contracts import SimReturn, SimTask
 
@@ -130,6 +131,20 @@ class ChunkBackend(ABC):
     def description(self) -> str:
         """One line saying where tasks run (shown by ``mops run``)."""
         return f"{type(self).__name__} with {self.workers} workers"
+
+    def use_environment(self, environment: Environment) -> None:
+        """Run the workers in a bundle environment (:mod:`modelops.envs`); before they start.
+
+        Raises:
+            ContractViolationError: this backend cannot run tasks in a bundle environment.
+        """
+        from modelops_contracts.errors import ContractViolationError
+
+        raise ContractViolationError(
+            f"{type(self).__name__} cannot run a bundle's own environment yet; run it in the "
+            "current environment (env current)",
+            field="env",
+        )
 
     def status_line(self) -> str | None:
         """A short line on the workers' state worth showing beside the progress (a batch

@@ -349,6 +349,10 @@ def _ensure_forkserver() -> None:
 _MAIN_SPEC = ModuleSpec("__main__", None)
 
 
+_START_LOCK = threading.RLock()
+"""Held while a worker process starts with process-wide multiprocessing settings swapped."""
+
+
 @contextlib.contextmanager
 def _main_not_reimported(method: str) -> Iterator[None]:
     """Keep spawn/forkserver workers from re-running the driver's main script.
@@ -363,12 +367,63 @@ def _main_not_reimported(method: str) -> Iterator[None]:
     if method == "fork" or main is None:
         yield
         return
-    saved = main.__dict__.get("__spec__")
-    main.__spec__ = _MAIN_SPEC
-    try:
+    with _START_LOCK:  # two pools starting workers from two threads must not undo each other
+        saved = main.__dict__.get("__spec__")
+        main.__spec__ = _MAIN_SPEC
+        try:
+            yield
+        finally:
+            main.__spec__ = saved
+
+
+_SYS_PATHS: dict[str, list[str]] = {}
+
+
+@contextlib.contextmanager
+def _spawn_executable(executable: str | None) -> Iterator[None]:
+    """Spawn the processes started in the block with ``executable`` (None: this Python).
+
+    multiprocessing keeps one spawn interpreter for the whole process, read when a process
+    starts, and hands the child this process's ``sys.path``, which would import the driver's
+    packages into another environment. Both are swapped for the block only, under a lock: the
+    child gets that interpreter and its own default ``sys.path``.
+    """
+    if executable is None:
         yield
-    finally:
-        main.__spec__ = saved
+        return
+    from multiprocessing import spawn
+
+    own_path = _default_sys_path(executable)
+    with _START_LOCK:
+        previous, prepare = spawn.get_executable(), spawn.get_preparation_data
+
+        def preparation(name: str) -> dict[str, Any]:
+            data: dict[str, Any] = prepare(name)
+            data["sys_path"] = list(own_path)
+            return data
+
+        spawn.set_executable(executable)
+        spawn.get_preparation_data = preparation
+        try:
+            yield
+        finally:
+            spawn.set_executable(previous)
+            spawn.get_preparation_data = prepare
+
+
+def _default_sys_path(executable: str) -> list[str]:
+    """The ``sys.path`` a fresh ``executable`` starts with (asked once per interpreter)."""
+    found = _SYS_PATHS.get(executable)
+    if found is None:
+        import json
+        import subprocess
+
+        code = "import json, sys; print(json.dumps(sys.path[1:]))"  # without the script's dir
+        done = subprocess.run(
+            [executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+        found = _SYS_PATHS[executable] = [str(p) for p in json.loads(done.stdout)]
+    return found
 
 
 def start_forkserver(preload: Sequence[str] = ()) -> None:
@@ -410,9 +465,12 @@ class WorkerPool:
         context: The ``multiprocessing`` start method: "forkserver", "spawn" or "fork".
         preload: Modules the forkserver imports once, so workers start with them loaded; this
             module is always added.
+        executable: A Python interpreter (another virtual environment's, holding ModelOps) to
+            run the workers with; implies ``context="spawn"``.
 
     Raises:
-        ValueError: ``workers`` is below 1 or ``context`` is not a known start method.
+        ValueError: ``workers`` is below 1, ``context`` is not a known start method, or an
+            ``executable`` is given with another start method than spawn.
     """
 
     def __init__(
@@ -423,9 +481,15 @@ class WorkerPool:
         initargs: tuple[Any, ...] = (),
         context: str = "forkserver",
         preload: Sequence[str] = (),
+        executable: str | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if executable is not None:
+            if context not in ("spawn", "forkserver"):
+                raise ValueError(f"an executable needs the spawn start method, got {context!r}")
+            context = "spawn"
+        self._executable = executable
         if context not in _START_METHODS:
             raise ValueError(f"context must be one of {_START_METHODS}, got {context!r}")
         self._ctx = cast("_Context", multiprocessing.get_context(context))
@@ -569,7 +633,7 @@ class WorkerPool:
         proc = self._ctx.Process(target=_worker_main, args=args, name="modelops-worker")
         started = time.monotonic()
         try:
-            with _main_not_reimported(self._method):
+            with _main_not_reimported(self._method), _spawn_executable(self._executable):
                 if self._method == "forkserver":
                     _ensure_forkserver()
                 proc.start()
@@ -716,8 +780,10 @@ def run_once(
     timeout: float | None,
     context: str = "forkserver",
     preload: Sequence[str] = (),
+    executable: str | None = None,
 ) -> ChunkEvent:
-    """Run ``fn(payload, on_position)`` in a fresh worker process and return how it ended.
+    """Run ``fn(payload, on_position)`` in a fresh worker process and return how it ended
+    (spawned from ``executable``, another environment's Python, when given).
 
     For code that must not run in the caller's process (a model's import can exit, hang or
     signal). The worker and its process group are killed afterwards, whatever happened.
@@ -727,7 +793,7 @@ def run_once(
         WorkerStartError: the worker cannot start.
         pickle.PicklingError, TypeError, AttributeError: ``fn`` or ``payload`` do not pickle.
     """
-    pool = WorkerPool(1, context=context, preload=preload)
+    pool = WorkerPool(1, context=context, preload=preload, executable=executable)
     try:
         ticket = pool.submit(fn, payload, task_timeout=timeout)
         while True:

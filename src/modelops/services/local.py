@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelops.runtime.spec import ChunkSpec
 from modelops.services._base import BackendCapabilities, ChunkBackend
@@ -14,6 +14,9 @@ from modelops.services._events import ChunkEvent
 from modelops.services._pool import WorkerPool
 from modelops.services._worker import PRELOAD, init_worker, run_in_worker
 from modelops_contracts.errors import ContractViolationError
+
+if TYPE_CHECKING:
+    from modelops.envs import Environment
 
 __all__ = ["LocalSimulationService"]
 
@@ -31,6 +34,8 @@ class LocalSimulationService(ChunkBackend):
         store: store root where :meth:`submit_batch` finds bundle snapshots (the engine passes
             the snapshot itself through :meth:`start`).
         context: multiprocessing start method for the workers.
+        executable: the Python of a bundle environment (:mod:`modelops.envs`) to run the
+            workers in; they are then spawned from it, and keep running chunks as usual.
 
     Raises:
         ContractViolationError: ``workers`` is below 1.
@@ -49,6 +54,7 @@ class LocalSimulationService(ChunkBackend):
         *,
         store: Path | str | None = None,
         context: str = "forkserver",
+        executable: str | Path | None = None,
     ) -> None:
         if workers is not None and workers < 1:
             raise ContractViolationError(
@@ -57,8 +63,33 @@ class LocalSimulationService(ChunkBackend):
         self.workers = workers or os.cpu_count() or 1
         self._store_root = Path(store) if store is not None else None
         self._context = context
+        self._executable = str(executable) if executable is not None else None
+        self._environment: Environment | None = None
         self._pool: WorkerPool | None = None
         self._starting: threading.Thread | None = None
+
+    def use_environment(self, environment: Environment) -> None:
+        """Spawn the workers from the environment's Python (once started, they stay warm)."""
+        if self._environment is not None and self._environment.key == environment.key:
+            return  # already chosen (the CLI chose it before compiling, run() sees it again)
+        if self._pool is not None or self._starting is not None:
+            raise RuntimeError("use_environment() after the workers started")
+        self._environment = environment
+        self._executable = str(environment.python)
+
+    def provenance(self) -> dict[str, Any]:
+        """The bundle environment the workers ran in, with every package's version."""
+        env = self._environment
+        if env is None:
+            return {}
+        return {
+            "environment": {
+                "key": env.key,
+                "source": env.record.get("source"),
+                "requirements": env.record.get("requirements", []),
+                "packages": env.packages,
+            }
+        }
 
     def warm_up(self) -> None:
         """Start the workers in the background while the driver prepares the job."""
@@ -79,6 +110,7 @@ class LocalSimulationService(ChunkBackend):
             initializer=init_worker,
             context=self._context,
             preload=PRELOAD,
+            executable=self._executable,
         )
         self._pool = pool  # read by other threads only after joining this one
 
