@@ -51,6 +51,7 @@ LAYERS: dict[str, set[str]] = {
         "modelops_contracts",
         "modelops.bundle",
         "modelops.engine",
+        "modelops.envs",
         "modelops.runtime",
         "modelops.services",
         "modelops.store",
