@@ -32,6 +32,8 @@ def build_command(
     """Build (or reuse) the environment of the bundle's declared requirements."""
     from modelops.envs import declared_requirements, ensure_environment
 
+    if not bundle.is_dir():
+        raise fail(f"--bundle: no directory {bundle}")
     requirements = declared_requirements(bundle)
     if requirements is None:
         raise fail(
