@@ -256,21 +256,26 @@ def _rows(
     ``require``, an error)."""
     import polars as pl
 
-    rows = pl.DataFrame({"param_id": list(design.rows)})
-    joined = rows.join(stats, on="param_id", how="left", maintain_order="left")
+    joined = design.by_row(stats)
     mean = joined["mean"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     if require:
-        missing = {pid for pid, m in zip(design.rows, mean, strict=True) if not np.isfinite(m)}
-        if missing:
-            raise ContractViolationError(
-                f"{len(missing)} of {len(set(design.rows))} design parameter sets of job "
-                f"{job_id} have no finite {output!r} value (not run, failed, null or NaN): "
-                "finish the job with 'mops run' before analysing it",
-                field="design",
-            )
+        _require_finite(
+            design, mean, f"{job_id} have no finite {output!r} value (not run, failed, null or "
+            "NaN): finish the job with 'mops run' before analysing it", "design",
+        )  # fmt: skip
     count = joined["count"].cast(pl.Float64).fill_null(0.0).to_numpy()
     var = joined["var"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     return _row_values(design, mean, var, count)
+
+
+def _require_finite(design: Design, mean: NDArray[np.float64], what: str, field: str) -> None:
+    """Refuse a design whose sets lack a value: ``N of M design parameter sets of job <what>``."""
+    missing = {pid for pid, m in zip(design.rows, mean, strict=True) if not np.isfinite(m)}
+    if missing:
+        raise ContractViolationError(
+            f"{len(missing)} of {len(set(design.rows))} design parameter sets of job {what}",
+            field=field,
+        )
 
 
 def _row_values(
@@ -279,14 +284,13 @@ def _row_values(
     var: NDArray[np.float64],
     count: NDArray[np.float64],
 ) -> _RowValues:
-    _, codes = np.unique(np.asarray(design.rows), return_inverse=True)
     known = np.isfinite(var) & (count >= 2)
     replicate_var = np.where(known, var, np.nan)
     if known.any() and not known.all():  # a set whose other replicates failed: pooled variance
         replicate_var = np.where(known, var, float(np.nanmean(replicate_var)))
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_var = replicate_var / count
-    return _RowValues(mean, mean_var, replicate_var, codes.astype(np.int64))
+    return _RowValues(mean, mean_var, replicate_var, design.row_codes)
 
 
 def _loss_values(store: ResultStore, job_id: str, design: Design) -> _RowValues:
@@ -301,16 +305,11 @@ def _loss_values(store: ResultStore, job_id: str, design: Design) -> _RowValues:
             field="scores",
         )
     losses = scores.select("param_id", pl.col("loss").cast(pl.Float64).alias("mean"))
-    rows = pl.DataFrame({"param_id": list(design.rows)})
-    joined = rows.join(losses, on="param_id", how="left", maintain_order="left")
-    mean = joined["mean"].fill_null(float("nan")).to_numpy()
-    bad = {pid for pid, m in zip(design.rows, mean, strict=True) if not np.isfinite(m)}
-    if bad:
-        raise ContractViolationError(
-            f"{len(bad)} of {len(set(design.rows))} design parameter sets of job {job_id} have "
-            "no finite loss (failed, or observed points not simulated): see 'mops score'",
-            field="scores",
-        )
+    mean = design.by_row(losses)["mean"].fill_null(float("nan")).to_numpy()
+    _require_finite(
+        design, mean, f"{job_id} have no finite loss (failed, or observed points not "
+        "simulated): see 'mops score'", "scores",
+    )  # fmt: skip
     nan = np.full(mean.shape, np.nan)
     return _row_values(design, mean, nan, np.ones(mean.shape))
 

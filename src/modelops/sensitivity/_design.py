@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from modelops.sampling._samplers import (
@@ -33,6 +34,7 @@ from modelops_contracts.params import make_param_id
 
 if TYPE_CHECKING:
     import numpy as np
+    import polars as pl
     from numpy.typing import NDArray
 
     from modelops.sampling import ParameterSpace
@@ -184,6 +186,21 @@ class Design:
     def problem(self) -> dict[str, Any]:
         """SALib's problem: the design's parameters over the unit interval."""
         return _unit_problem(self.parameters)
+
+    @cached_property
+    def row_codes(self) -> NDArray[np.int64]:
+        """Each design row's parameter set as a small int: rows that share a set share it."""
+        import numpy as np
+
+        _, codes = np.unique(np.asarray(self.rows), return_inverse=True)
+        return np.asarray(codes, dtype=np.int64)
+
+    def by_row(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` (one row per ``param_id``) laid out by design row; null where missing."""
+        import polars as pl
+
+        rows = pl.DataFrame({"param_id": list(self.rows)})
+        return rows.join(frame, on="param_id", how="left", maintain_order="left")
 
     def unit_matrix(self) -> NDArray[np.float64]:
         """The Morris design matrix (one row per design row)."""
