@@ -102,6 +102,22 @@ class Environment:
         """Every installed package and its version (the run's provenance)."""
         return dict(self.record.get("packages", {}))
 
+    @property
+    def requirements(self) -> Requirements:
+        """The pins it was built from: what another machine builds the same environment from."""
+        record = self.record
+        return Requirements(str(record.get("source", "")), tuple(record.get("requirements", ())))
+
+    def provenance(self) -> dict[str, Any]:
+        """What a job's provenance keeps of the environment its tasks ran in."""
+        return {
+            "key": self.key,
+            "source": self.record.get("source"),
+            "requirements": list(self.record.get("requirements", [])),
+            "python": self.record.get("python"),
+            "packages": self.packages,
+        }
+
 
 def uv_executable() -> str:
     """The uv binary that came with ModelOps (the ``uv`` package), else one on PATH.

@@ -19,6 +19,7 @@ from modelops.envs import (
 )
 from modelops_contracts.errors import BundleError
 from tests.modelops.cli.conftest import run_mops
+from tests.modelops.services.conftest import DaskCluster
 
 
 def _bundle(root: Path, name: str, files: dict[str, str]) -> Path:
@@ -176,10 +177,30 @@ def test_two_bundles_in_one_store_each_run_in_their_own_environment(tmp_path: Pa
     )  # fmt: skip
     assert current.code == 0, current.stderr
     assert "warning: the bundle requires packaging==23.2" in current.stderr
-    dask = run_mops(
-        "run", study, "--bundle", bundle, "--store", tmp_path / "d", "--scheduler", "local"
-    )
-    assert dask.code == 2
-    assert dask.stderr.strip().splitlines()[-1].startswith("error: --env: DaskSimulationService")
     bad = run_mops("run", study, "--bundle", bundle, "--store", tmp_path / "e", "--env", "mine")
     assert bad.code == 2 and "env must be one of auto, current" in bad.stderr
+
+
+def test_dask_workers_run_each_bundle_in_its_own_environment(
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
+    store = tmp_path / "store"
+    study = tmp_path / "study.yaml"
+    study.write_text("model: ver.version\nparameter_sets:\n  - {x: 1}\n  - {x: 2}\n")
+    for version in ("23.2", "24.1"):
+        bundle = _bundle(
+            tmp_path,
+            version,
+            {"ver.py": VERSION_MODEL, "requirements.txt": f"packaging=={version}\n"},
+        )
+        done = run_mops(
+            "run", study, "--bundle", bundle, "--store", store, "--scheduler", dask_cluster.address,
+            "--json",
+            timeout=300,
+        )  # fmt: skip
+        assert done.code == 0, done.stderr
+        job_id = json.loads(done.stdout)["job_id"]
+        rows = pl.read_parquet(store / "jobs" / job_id / "outputs" / "summary")
+        assert rows["packaging"].to_list() == [version, version]
+        status = run_mops("status", job_id, "--store", store).stdout
+        assert f"packaging=={version}" in status

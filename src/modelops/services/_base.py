@@ -35,12 +35,15 @@ class BackendCapabilities:
             log back itself.
         chunks_per_worker: how many chunks :meth:`ChunkBackend.free_slots` lets each worker
             hold at once (one running, the rest queued behind it).
+        runs_environments: chunks can run in a bundle's own environment
+            (:meth:`ChunkBackend.use_environment`); when false they run in the workers' Python.
     """
 
     enforces_timeouts: bool
     isolates_crashes: bool
     needs_shared_filesystem: bool
     chunks_per_worker: int = 1
+    runs_environments: bool = False
 
 
 class ChunkBackend(ABC):
@@ -132,16 +135,19 @@ class ChunkBackend(ABC):
         """One line saying where tasks run (shown by ``mops run``)."""
         return f"{type(self).__name__} with {self.workers} workers"
 
-    def use_environment(self, environment: Environment) -> None:
-        """Run the workers in a bundle environment (:mod:`modelops.envs`); before they start.
+    def use_environment(self, environment: Environment | None) -> None:
+        """Run the chunks submitted from now on in a bundle environment (:mod:`modelops.envs`);
+        None is this Python, where every backend runs.
 
         Raises:
             ContractViolationError: this backend cannot run tasks in a bundle environment.
         """
         from modelops_contracts.errors import ContractViolationError
 
+        if environment is None:
+            return
         raise ContractViolationError(
-            f"{type(self).__name__} cannot run a bundle's own environment yet; run it in the "
+            f"{type(self).__name__} cannot run a bundle's own environment; run it in the "
             "current environment (env current)",
             field="env",
         )

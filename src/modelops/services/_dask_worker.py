@@ -5,6 +5,13 @@ function), so it must not import the driver side. Each Dask worker thread runs i
 child process of its own (a one-process :class:`~modelops.services._pool.WorkerPool`): a model
 that crashes, leaks or hangs takes down that child, never the Dask worker, and the pool already
 knows which task was running and enforces per-task timeouts.
+
+A chunk of a bundle with its own environment (:mod:`modelops.envs`) names the environment's
+pins; the worker builds that environment once with uv, in a directory beside its local directory
+that the workers of one machine share (so they build it once, and a restarted worker finds it),
+and runs the chunk in a child spawned from the environment's Python. Idle children stay warm
+per bundle and environment, up to two per worker thread: switching between two bundles on a
+worker imports neither again.
 """
 
 from __future__ import annotations
@@ -15,11 +22,12 @@ import itertools
 import multiprocessing
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from distributed import WorkerPlugin, get_worker
 
 from modelops.bundle import materialize
+from modelops.envs import Environment, Requirements, ensure_environment
 from modelops.runtime.chunk import ChunkSpec
 from modelops.services._events import ChunkEvent, WorkerDied
 from modelops.services._pool import WorkerPool
@@ -29,12 +37,24 @@ from modelops_contracts.task import bundle_digest
 if TYPE_CHECKING:
     from distributed import Worker
 
-__all__ = ["BUNDLE_MARKER", "BundlePlugin", "abort_chunks", "run_chunk_on_worker"]
+__all__ = [
+    "BUNDLE_MARKER",
+    "BundlePlugin",
+    "WireRequirements",
+    "abort_chunks",
+    "prepare_environment",
+    "run_chunk_on_worker",
+]
 
 BUNDLE_MARKER = "modelops-dask-bundle:"
 """``ChunkSpec.bundle_dir`` prefix: the worker swaps ``<marker><digest>`` for its local copy."""
 
 _ABORT_CHECK = 0.25  # seconds between checks whether the driver asked to abort the chunk
+_CHILDREN_PER_THREAD = 2  # warm children a worker keeps, per thread, across bundles and envs
+_ENVS = "modelops-envs"  # beside the workers' own local directories, shared by them
+
+WireRequirements: TypeAlias = "tuple[str, tuple[str, ...]]"
+"""A bundle environment as a chunk names it: the requirement file's name and the exact pins."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -43,6 +63,7 @@ class _Child:
 
     pool: WorkerPool
     log_path: Path
+    python: str | None = None  # a bundle environment's interpreter; None: the worker's own
     bundle_dir: str | None = None
     token: str | None = None
     abort: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -53,6 +74,7 @@ _idle: list[_Child] = []
 _busy: list[_Child] = []
 _starting = [0]  # children being started by the warm-up
 _bundles: dict[str, Path] = {}
+_built: dict[WireRequirements, Environment] = {}  # environments this worker built or found
 _aborted: set[str] = set()  # driver runs that asked to stop: a chunk of theirs starting late ends
 _children = itertools.count()
 
@@ -85,14 +107,16 @@ class BundlePlugin(WorkerPlugin):
         """Keep the extracted copy and the children: the next run on this worker uses them."""
 
 
-def _warm_up(directory: Path, nthreads: int) -> None:
+def _warm_up(directory: Path, nthreads: int, python: str | None = None) -> None:
     """Start one child per worker thread now, rather than at each thread's first chunk."""
     with _lock:
-        missing = nthreads - len(_idle) - len(_busy) - _starting[0]
+        ready = sum(1 for c in [*_idle, *_busy] if c.python == python)
+        missing = min(nthreads - ready, _CHILDREN_PER_THREAD * nthreads - len(_idle) - len(_busy))
+        missing -= _starting[0]
         _starting[0] += max(0, missing)
     for _ in range(missing):
         try:
-            child: _Child | None = _new_child(directory)
+            child: _Child | None = _new_child(directory, python)
         except Exception:  # the chunk that needs it starts its own and reports the error
             child = None
         with _lock:
@@ -102,28 +126,47 @@ def _warm_up(directory: Path, nthreads: int) -> None:
             _lock.notify()
 
 
-def _new_child(directory: Path) -> _Child:
+def _new_child(directory: Path, python: str | None) -> _Child:
     # Dask starts its workers as daemon processes, and multiprocessing forbids daemons to have
     # children. Ours exit with the worker (they watch its pid), so lift the flag.
     with contextlib.suppress(AssertionError):
         multiprocessing.current_process().daemon = False
     log_dir = directory / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    return _Child(_new_pool(), log_dir / f"child-{next(_children)}.log")
+    return _Child(_new_pool(python), log_dir / f"child-{next(_children)}.log", python)
 
 
-def _new_pool() -> WorkerPool:
-    return WorkerPool(1, initializer=init_worker, context="forkserver", preload=PRELOAD)
+def _new_pool(python: str | None) -> WorkerPool:
+    return WorkerPool(
+        1, initializer=init_worker, context="forkserver", preload=PRELOAD, executable=python
+    )
 
 
-def _acquire(token: str) -> _Child:
-    """An idle child process for the calling thread (a new one if none is idle)."""
+def _pick(python: str | None, bundle_dir: str, limit: int) -> _Child | None:
+    """The idle child to run a chunk in, under ``_lock``: one that has the bundle loaded in the
+    environment, else one of the environment with no bundle yet, else (when the worker keeps
+    as many children as it may) the least recently used; None: start another."""
+    for wanted in ((python, bundle_dir), (python, None)):
+        for child in reversed(_idle):  # most recently used first
+            if (child.python, child.bundle_dir) == wanted:
+                return child
+    if _idle and len(_idle) + len(_busy) >= limit:
+        return _idle[0]
+    return None
+
+
+def _acquire(token: str, python: str | None, bundle_dir: str) -> _Child:
+    """An idle child process for the calling thread (a new one if none fits)."""
+    worker = get_worker()
+    limit = _CHILDREN_PER_THREAD * worker.state.nthreads
     with _lock:
-        while not _idle and _starting[0] > 0:  # the warm-up is starting one: wait for it
-            _lock.wait()
-        child = _idle.pop() if _idle else None
+        while _starting[0] > 0 and not any(c.python == python for c in _idle):
+            _lock.wait()  # the warm-up is starting one: wait for it
+        child = _pick(python, bundle_dir, limit)
+        if child is not None:
+            _idle.remove(child)
     if child is None:
-        child = _new_child(Path(get_worker().local_directory) / "modelops")
+        child = _new_child(Path(worker.local_directory) / "modelops", python)
     child.token, child.abort = token, threading.Event()
     with _lock:
         _busy.append(child)
@@ -143,21 +186,66 @@ def _release(child: _Child, *, discard: bool) -> None:
         child.pool.shutdown(kill=True)
 
 
+def _bundle_path(bundle_dir: str) -> str:
+    """This worker's copy of the bundle a chunk names."""
+    if not bundle_dir.startswith(BUNDLE_MARKER):
+        return bundle_dir
+    digest = bundle_dir[len(BUNDLE_MARKER) :]
+    with _lock:
+        path = _bundles.get(digest)
+    if path is None:
+        raise RuntimeError(
+            f"bundle sha256:{digest} was never delivered to this worker "
+            "(its plugin is not registered)"
+        )
+    return str(path)
+
+
 def _local_spec(spec: ChunkSpec, log_path: Path) -> ChunkSpec:
     """The spec with this worker's bundle copy and a worker-local log file."""
-    bundle_dir = spec.bundle_dir
-    if bundle_dir.startswith(BUNDLE_MARKER):
-        digest = bundle_dir[len(BUNDLE_MARKER) :]
-        with _lock:
-            path = _bundles.get(digest)
-        if path is None:
-            raise RuntimeError(
-                f"bundle sha256:{digest} was never delivered to this worker "
-                "(its plugin is not registered)"
-            )
-        bundle_dir = str(path)
     log = str(log_path) if spec.log_path is not None else None
-    return dataclasses.replace(spec, bundle_dir=bundle_dir, log_path=log)
+    return dataclasses.replace(spec, bundle_dir=_bundle_path(spec.bundle_dir), log_path=log)
+
+
+def _python(environment: WireRequirements | None) -> str | None:
+    """The interpreter of the environment on this worker (built now if it is not there)."""
+    if environment is None:
+        return None
+    return str(_environment(environment, get_worker()).python)
+
+
+def _environment(environment: WireRequirements, worker: Worker) -> Environment:
+    """The bundle environment of ``environment``'s pins on this worker, built once.
+
+    Raises:
+        BundleError: uv cannot build it here (its message).
+    """
+    with _lock:
+        found = _built.get(environment)
+    if found is None:
+        cache = Path(worker.local_directory).parent / _ENVS
+        source, pins = environment
+        found = ensure_environment(Requirements(source, tuple(pins)), cache)
+        with _lock:
+            _built[environment] = found
+    return found
+
+
+def prepare_environment(environment: WireRequirements, dask_worker: Worker) -> dict[str, Any]:
+    """Build (or find) a bundle environment on this worker and start its children in the
+    background (a ``Client.run`` target, before any chunk); returns its provenance.
+
+    Raises:
+        BundleError: uv cannot build it here (its message).
+    """
+    found = _environment(environment, dask_worker)
+    directory = Path(dask_worker.local_directory) / "modelops"
+    threading.Thread(
+        target=_warm_up,
+        args=(directory, dask_worker.state.nthreads, str(found.python)),
+        daemon=True,
+    ).start()
+    return found.provenance()
 
 
 def _take_log(path: Path) -> str:
@@ -172,9 +260,14 @@ def _take_log(path: Path) -> str:
 
 
 def run_chunk_on_worker(
-    spec: ChunkSpec, task_timeout: float | None, token: str, ticket: int
+    spec: ChunkSpec,
+    task_timeout: float | None,
+    token: str,
+    ticket: int,
+    environment: WireRequirements | None = None,
 ) -> tuple[ChunkEvent, str]:
-    """Run ``spec`` in a child process of this worker; returns its event and the chunk's log.
+    """Run ``spec`` in a child process of this worker (spawned from the bundle environment of
+    ``environment``'s pins, built here first if needed); returns its event and the chunk's log.
 
     The event carries the driver's ``ticket``. A crash or timeout of the child is an event
     (:class:`WorkerDied` or :class:`TaskTimedOut`, with the position of the task it was
@@ -183,17 +276,18 @@ def run_chunk_on_worker(
     :func:`abort_chunks` can stop its chunks. The log is what the chunk wrote to its job log
     here; the driver appends it to the job log there.
     """
-    child = _acquire(token)
+    python = _python(environment)
+    child = _acquire(token, python, _bundle_path(spec.bundle_dir))
     if child.abort.is_set():  # its run was stopped before this chunk began
         _release(child, discard=False)
         return WorkerDied(ticket), ""
     discard = True
     try:
         local = _local_spec(spec, child.log_path)
-        if child.bundle_dir not in (None, local.bundle_dir):
+        if child.bundle_dir not in (None, local.bundle_dir) or child.python != python:
             # a child keeps the models it loaded: another bundle gets a fresh process
             child.pool.shutdown(kill=True)
-            child.pool = _new_pool()
+            child.pool, child.python = _new_pool(python), python
         child.bundle_dir = local.bundle_dir
         child.pool.submit(run_in_worker, local, task_timeout=task_timeout)
         while True:

@@ -82,7 +82,14 @@ if TYPE_CHECKING:
 
     _Context: TypeAlias = ForkServerContext | SpawnContext | ForkContext
 
-__all__ = ["TaskFn", "WorkerPool", "run_once", "start_forkserver", "stop_forkserver"]
+__all__ = [
+    "TaskFn",
+    "WorkerPool",
+    "poll_pools",
+    "run_once",
+    "start_forkserver",
+    "stop_forkserver",
+]
 
 TaskFn: TypeAlias = Callable[[Any, Callable[[int], None]], Any]
 
@@ -467,6 +474,8 @@ class WorkerPool:
             module is always added.
         executable: A Python interpreter (another virtual environment's, holding ModelOps) to
             run the workers with; implies ``context="spawn"``.
+        tickets: Where tickets come from; pools polled together (:func:`poll_pools`) share one
+            counter, so a ticket names its chunk among all of them.
 
     Raises:
         ValueError: ``workers`` is below 1, ``context`` is not a known start method, or an
@@ -482,6 +491,7 @@ class WorkerPool:
         context: str = "forkserver",
         preload: Sequence[str] = (),
         executable: str | None = None,
+        tickets: Iterator[int] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -501,7 +511,7 @@ class WorkerPool:
         self._initializer = initializer
         self._initargs = initargs
         self._host = socket.gethostname()
-        self._tickets = itertools.count(1)
+        self._tickets = tickets if tickets is not None else itertools.count(1)
         self._start_failures = 0
         self._closed = False
         self._workers: list[_Worker] = []
@@ -550,6 +560,10 @@ class WorkerPool:
         if self._closed:
             return 0
         return sum(1 for w in self._workers if w.chunk is None)
+
+    def in_flight(self) -> int:
+        """How many chunks are submitted and not yet reported."""
+        return sum(1 for w in self._workers if w.chunk is not None)
 
     def poll(self, timeout: float | None) -> list[ChunkEvent]:
         """Wait up to ``timeout`` seconds (``None``: no limit) for at least one event.
@@ -771,6 +785,25 @@ class WorkerPool:
             else:
                 waits.append(max(0.0, start + chunk.task_timeout - now) + 0.001)
         return min(waits) if waits else None
+
+
+def poll_pools(pools: Sequence[WorkerPool], timeout: float | None) -> list[ChunkEvent]:
+    """:meth:`WorkerPool.poll` over several pools at once (their tickets from one counter):
+    waits up to ``timeout`` for the first event of any of them."""
+    busy = [pool for pool in pools if pool.in_flight()]
+    if len(busy) <= 1:
+        return busy[0].poll(timeout) if busy else []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        events = [event for pool in busy for event in pool.poll(0.0)]
+        now = time.monotonic()
+        if events or (deadline is not None and now >= deadline):
+            return events
+        limits = [w for pool in busy if (w := pool._next_timeout_check(now)) is not None]
+        if deadline is not None:
+            limits.append(deadline - now)
+        handles = [h for pool in busy for w in pool._workers for h in (w.conn, w.proc.sentinel)]
+        wait(handles, max(0.0, min(limits)) if limits else None)
 
 
 def run_once(

@@ -27,6 +27,7 @@ from modelops.services._policy import AttemptTracker, ChunkSizer
 from modelops_contracts import ContractViolationError, ErrorInfo, SimReturn, SimTask
 
 if TYPE_CHECKING:
+    from modelops.envs import Environment
     from modelops.services._base import ChunkBackend
 
 __all__ = ["TaskPort"]
@@ -104,7 +105,9 @@ class TaskPort:
 
     A batch is grouped by (bundle, entrypoint, outputs, config) before it is cut into chunks,
     so tasks of several scenarios, configs or bundles each run as themselves; the backend is
-    started for each bundle the batch uses, from the snapshots in ``store``. A task whose worker
+    started for each bundle the batch uses, from the snapshots in ``store``; a bundle that
+    declares requirements runs in its own environment (built once under ``<store>/envs``) on a
+    backend that runs environments, in the workers' Python otherwise. A task whose worker
     died runs again (alone) up to ``retries`` times, then gets a ``WorkerDied`` error result
     (``retryable``); a death the worker cannot place charges every task of its chunk. A task past
     ``task_timeout`` gets a ``TaskTimeout`` error result, where the backend enforces timeouts.
@@ -143,6 +146,8 @@ class TaskPort:
         self._waiting = 0  # tasks in self._groups
         self._retry: deque[_Chunk] = deque()
         self._in_flight: dict[int, tuple[_Chunk, float]] = {}
+        self._by_bundle: dict[str, Environment | None] = {}  # bundle ref -> its environment
+        self._environments: dict[str, Environment | None] = {}  # chunks' bundle dir -> the same
 
     def submit(self, task: SimTask) -> Future[SimReturn]:
         """Schedule one task.
@@ -156,7 +161,8 @@ class TaskPort:
         """Schedule tasks (any mix of bundles, scenarios, outputs and configs).
 
         Raises:
-            BundleError: the store lacks a bundle snapshot the tasks use, or it cannot be read.
+            BundleError: the store lacks a bundle snapshot the tasks use, or it cannot be read,
+                or its environment cannot be built (uv's message).
         """
         futures: list[Future[SimReturn]] = [Future() for _ in tasks]
         if not tasks:
@@ -213,13 +219,23 @@ class TaskPort:
 
     def _start(self, bundle_ref: str) -> str:
         """Make the snapshot importable on the workers; returns the directory chunks name."""
-        self.backend.start(
-            bundle_ref=bundle_ref,
-            bundle_zip=self._bundles.path(bundle_ref),
-            cache_dir=self._bundles.cache_dir,
-            log_path=None,
-        )
-        return self.backend.bundle_dir()
+        from modelops.bundle import materialize
+        from modelops.envs import environment_for
+
+        backend = self.backend
+        zip_path = self._bundles.path(bundle_ref)
+        cache = self._bundles.cache_dir
+        if bundle_ref not in self._by_bundle:  # resolved once: a new pin is a new bundle
+            mode = "auto" if backend.capabilities.runs_environments else "current"
+            bundle = materialize(bundle_ref, zip_path, cache)
+            envs = self._bundles.directory / "envs"
+            self._by_bundle[bundle_ref] = environment_for(bundle, envs, mode)
+        environment = self._by_bundle[bundle_ref]
+        backend.use_environment(environment)
+        backend.start(bundle_ref=bundle_ref, bundle_zip=zip_path, cache_dir=cache, log_path=None)
+        bundle_dir = backend.bundle_dir()
+        self._environments[bundle_dir] = environment
+        return bundle_dir
 
     def _pump(self, timeout: float) -> None:
         backend = self.backend
@@ -256,6 +272,7 @@ class TaskPort:
                 for i, (t, _) in enumerate(chunk.items)
             ],
         )
+        self.backend.use_environment(self._environments.get(head.bundle_dir))
         ticket = self.backend.submit_chunk(spec, task_timeout=self.task_timeout)
         self._in_flight[ticket] = (chunk, time.monotonic())
 

@@ -28,7 +28,12 @@ How the pieces of the backend contract are met on Dask:
   then raises :class:`ClusterError`. The engine commits what finished and marks the job
   interrupted, so running the same command against a new scheduler resumes it.
 
-Workers need ModelOps (and the model's own dependencies) installed; nothing else is assumed.
+- **Bundle environments.** A bundle that declares requirements names their exact pins with each
+  chunk; every worker builds that environment once with uv (at :meth:`start`, so one that cannot
+  be built fails the run before any task) and runs the chunk in a child spawned from it.
+
+Workers need ModelOps installed, and the model's own dependencies unless the bundle declares
+them; nothing else is assumed.
 """
 
 from __future__ import annotations
@@ -43,20 +48,25 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from modelops.runtime.chunk import ChunkSpec
 from modelops.services._base import BackendCapabilities, ChunkBackend
 from modelops.services._dask_worker import (
     BUNDLE_MARKER,
     BundlePlugin,
+    WireRequirements,
     abort_chunks,
+    prepare_environment,
     run_chunk_on_worker,
 )
 from modelops.services._events import ChunkEvent, ChunkRaised, RemoteError, WorkerDied
 from modelops.services.batch import BatchCluster, BatchSettings
 from modelops_contracts.errors import BundleError, ClusterError, ContractViolationError
 from modelops_contracts.task import bundle_digest
+
+if TYPE_CHECKING:
+    from modelops.envs import Environment
 
 # distributed's Client, Future and LocalCluster methods are mostly unannotated: they are held as
 # Any here rather than annotating every call.
@@ -155,6 +165,7 @@ class DaskSimulationService(ChunkBackend):
         isolates_crashes=True,
         needs_shared_filesystem=False,
         chunks_per_worker=_CHUNKS_PER_THREAD,
+        runs_environments=True,
     )
 
     def __init__(
@@ -204,6 +215,8 @@ class DaskSimulationService(ChunkBackend):
         self._done: queue.SimpleQueue[_Future] = queue.SimpleQueue()
         self._tickets = 0
         self._refreshed = 0.0
+        self._environment: WireRequirements | None = None
+        self._prepared: dict[WireRequirements, dict[str, Any]] = {}  # its provenance, per env
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -360,6 +373,40 @@ class DaskSimulationService(ChunkBackend):
                 ) from exc
         self._digest = digest
         self._refresh_workers(force=True)
+        if self._environment is not None and self._environment not in self._prepared:
+            self._prepared[self._environment] = self._prepare(client, self._environment)
+
+    def use_environment(self, environment: Environment | None) -> None:
+        """Run the chunks submitted from now on in the bundle environment of ``environment``'s
+        pins, which each worker builds for itself (at the next :meth:`start` for the workers
+        there then, at their first chunk for workers that join later)."""
+        if environment is None:
+            self._environment = None
+            return
+        wanted = environment.requirements
+        self._environment = (wanted.source, wanted.pins)
+
+    def _prepare(self, client: _Client, environment: WireRequirements) -> dict[str, Any]:
+        """Build the environment on every worker now, so that one that cannot be built fails
+        the run before any task; the workers' record of it (the first, where they agree).
+
+        Raises:
+            BundleError: a worker cannot build it (uv's message).
+            ClusterError: the scheduler went away.
+        """
+        try:
+            records = client.run(prepare_environment, environment)
+        except BundleError as exc:
+            raise BundleError(f"on a Dask worker: {exc}") from None
+        except (OSError, TimeoutError) as exc:
+            raise self._lost(exc) from exc
+        found = list(records.values())
+        if not found:
+            return {}
+        record = dict(found[0])
+        if any(other != found[0] for other in found[1:]):
+            record["workers"] = records  # they differ: keep each one's
+        return record
 
     def bundle_dir(self) -> str:
         if self._digest is None:
@@ -396,7 +443,14 @@ class DaskSimulationService(ChunkBackend):
         self._tickets += 1
         key = f"modelops-chunk-{self._token}-{self._tickets}"
         future = client.submit(
-            run_chunk_on_worker, spec, task_timeout, self._token, self._tickets, key=key, pure=False
+            run_chunk_on_worker,
+            spec,
+            task_timeout,
+            self._token,
+            self._tickets,
+            self._environment,
+            key=key,
+            pure=False,
         )
         self._futures[key] = (self._tickets, spec.log_path, future)
         future.add_done_callback(self._done.put)
@@ -493,12 +547,16 @@ class DaskSimulationService(ChunkBackend):
         return self._batch.status_line() if self._batch is not None else None
 
     def provenance(self) -> dict[str, Any]:
-        """A batch cluster's kind, settings and every job id it submitted (``{}`` otherwise)."""
+        """A batch cluster's kind, settings and every job id it submitted, and the bundle
+        environment the last chunks ran in as the workers built it."""
+        found: dict[str, Any] = {}
         if self._batch is not None:
-            return {"cluster": self._batch.provenance()}
-        if self._closed_batch is not None:
-            return {"cluster": dict(self._closed_batch)}
-        return {}
+            found["cluster"] = self._batch.provenance()
+        elif self._closed_batch is not None:
+            found["cluster"] = dict(self._closed_batch)
+        if self._environment is not None and self._prepared.get(self._environment):
+            found["environment"] = self._prepared[self._environment]
+        return found
 
     @property
     def dashboard_link(self) -> str | None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelops.runtime.spec import ChunkSpec
 from modelops.services._base import BackendCapabilities, ChunkBackend
 from modelops.services._events import ChunkEvent
-from modelops.services._pool import WorkerPool
+from modelops.services._pool import WorkerPool, poll_pools
 from modelops.services._worker import PRELOAD, init_worker, run_in_worker
 from modelops_contracts.errors import ContractViolationError
 
@@ -36,9 +38,12 @@ class LocalSimulationService(ChunkBackend):
         context: multiprocessing start method for the workers.
         executable: the Python of a bundle environment (:mod:`modelops.envs`) to run the
             workers in; they are then spawned from it, and keep running chunks as usual.
+        environments: how many pools of warm workers to keep, one per Python environment
+            (:meth:`use_environment`): switching back to an environment whose pool is kept
+            imports nothing again. Beyond it, the least recently used idle pool is stopped.
 
     Raises:
-        ContractViolationError: ``workers`` is below 1.
+        ContractViolationError: ``workers`` or ``environments`` is below 1.
     """
 
     capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
@@ -46,6 +51,7 @@ class LocalSimulationService(ChunkBackend):
         isolates_crashes=True,
         needs_shared_filesystem=True,
         chunks_per_worker=1,
+        runs_environments=True,
     )
 
     def __init__(
@@ -55,45 +61,44 @@ class LocalSimulationService(ChunkBackend):
         store: Path | str | None = None,
         context: str = "forkserver",
         executable: str | Path | None = None,
+        environments: int = 2,
     ) -> None:
-        if workers is not None and workers < 1:
-            raise ContractViolationError(
-                f"workers must be at least 1, got {workers}", field="workers", value=workers
-            )
+        for field, value in (("workers", workers), ("environments", environments)):
+            if value is not None and value < 1:
+                raise ContractViolationError(
+                    f"{field} must be at least 1, got {value}", field=field, value=value
+                )
         self.workers = workers or os.cpu_count() or 1
         self._store_root = Path(store) if store is not None else None
         self._context = context
         self._executable = str(executable) if executable is not None else None
         self._environment: Environment | None = None
-        self._pool: WorkerPool | None = None
+        self._limit = environments
+        self._pools: OrderedDict[str | None, WorkerPool] = OrderedDict()  # least recent first
+        self._tickets = itertools.count(1)  # shared: a ticket names its chunk in every pool
+        self._started = False
         self._starting: threading.Thread | None = None
 
-    def use_environment(self, environment: Environment) -> None:
-        """Spawn the workers from the environment's Python (once started, they stay warm)."""
-        if self._environment is not None and self._environment.key == environment.key:
-            return  # already chosen (the CLI chose it before compiling, run() sees it again)
-        if self._pool is not None or self._starting is not None:
-            raise RuntimeError("use_environment() after the workers started")
+    def use_environment(self, environment: Environment | None) -> None:
+        """Run the chunks submitted from now on in ``environment`` (None: this Python).
+
+        Its workers are spawned from the environment's Python and stay warm while other
+        environments run, up to ``environments`` pools.
+        """
+        self._join_start()
         self._environment = environment
-        self._executable = str(environment.python)
+        self._executable = str(environment.python) if environment is not None else None
+        if self._executable in self._pools:
+            self._pools.move_to_end(self._executable)
 
     def provenance(self) -> dict[str, Any]:
-        """The bundle environment the workers ran in, with every package's version."""
+        """The bundle environment the last chunks ran in, with every package's version."""
         env = self._environment
-        if env is None:
-            return {}
-        return {
-            "environment": {
-                "key": env.key,
-                "source": env.record.get("source"),
-                "requirements": env.record.get("requirements", []),
-                "packages": env.packages,
-            }
-        }
+        return {} if env is None else {"environment": env.provenance()}
 
     def warm_up(self) -> None:
         """Start the workers in the background while the driver prepares the job."""
-        if self._pool is None and self._starting is None:
+        if self._executable not in self._pools and self._starting is None:
             thread = threading.Thread(target=self._start_pool, daemon=True)
             # A Ctrl-C inside start() would leave a thread that close() can neither join nor
             # forget: it is held back until the thread runs and is recorded.
@@ -105,14 +110,34 @@ class LocalSimulationService(ChunkBackend):
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _start_pool(self) -> None:
+        key = self._executable
+        if key in self._pools:
+            return
         pool = WorkerPool(
             self.workers,
             initializer=init_worker,
             context=self._context,
             preload=PRELOAD,
-            executable=self._executable,
+            executable=key,
+            tickets=self._tickets,
         )
-        self._pool = pool  # read by other threads only after joining this one
+        self._pools[key] = pool  # read by other threads only after joining this one
+        idle = [k for k, p in self._pools.items() if k != key and not p.in_flight()]
+        for old in idle[: max(0, len(self._pools) - self._limit)]:
+            self._pools.pop(old).shutdown()
+
+    def _join_start(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+
+    def _pool(self) -> WorkerPool:
+        """The pool of the chosen environment, started now if it is not running."""
+        pool = self._pools.get(self._executable)
+        if pool is None:
+            self._start_pool()
+            pool = self._pools[self._executable]
+        return pool
 
     def start(
         self, *, bundle_ref: str, bundle_zip: Path, cache_dir: Path, log_path: Path | None
@@ -123,19 +148,21 @@ class LocalSimulationService(ChunkBackend):
             BundleError: the snapshot is missing, unreadable or not ``bundle_ref``.
         """
         self._extract_bundle(bundle_ref, bundle_zip, cache_dir)
-        if self._starting is not None:
-            self._starting.join()
-            self._starting = None
-        if self._pool is None:
-            self._start_pool()
+        self._join_start()
+        self._pool()
+        self._started = True
 
     def free_slots(self) -> int:
-        return self._pool.idle_workers() if self._pool is not None else 0
+        """Idle workers, counted over every environment: ``workers`` chunks run at once."""
+        self._join_start()
+        if not self._started:
+            return 0
+        return max(0, self.workers - sum(p.in_flight() for p in self._pools.values()))
 
     def submit_chunk(self, spec: ChunkSpec, *, task_timeout: float | None) -> int:
-        if self._pool is None:
+        if not self._started:
             raise RuntimeError("LocalSimulationService.start() was not called")
-        return self._pool.submit(run_in_worker, spec, task_timeout=task_timeout)
+        return self._pool().submit(run_in_worker, spec, task_timeout=task_timeout)
 
     def poll(self, timeout: float) -> list[ChunkEvent]:
         """Events of the chunks that ended within ``timeout`` seconds.
@@ -143,21 +170,18 @@ class LocalSimulationService(ChunkBackend):
         Raises:
             WorkerStartError: the workers cannot start.
         """
-        if self._pool is None:
-            return []
-        return self._pool.poll(timeout)
+        self._join_start()
+        return poll_pools(list(self._pools.values()), timeout)
 
     def close(self, *, kill: bool = False) -> None:
         self._drop_port()
-        if self._starting is not None:
-            # Wait for a boot in progress, even when the pool was never used: a driver that
-            # exits while the fork server is still handing a new worker its start-up data
-            # leaves that worker printing a traceback on the user's terminal.
-            self._starting.join()
-            self._starting = None
-        if self._pool is not None:
-            self._pool.shutdown(kill=kill)
-            self._pool = None
+        # Wait for a boot in progress, even when the pool was never used: a driver that exits
+        # while the fork server is still handing a new worker its start-up data leaves that
+        # worker printing a traceback on the user's terminal.
+        self._join_start()
+        self._started = False
+        while self._pools:
+            self._pools.popitem(last=False)[1].shutdown(kill=kill)
 
     @property
     def description(self) -> str:

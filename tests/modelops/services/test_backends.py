@@ -72,12 +72,14 @@ def test_each_backend_declares_its_capabilities() -> None:
         isolates_crashes=True,
         needs_shared_filesystem=True,
         chunks_per_worker=1,
+        runs_environments=True,
     )
     assert DaskSimulationService.capabilities == BackendCapabilities(
         enforces_timeouts=True,
         isolates_crashes=True,
         needs_shared_filesystem=False,
         chunks_per_worker=2,
+        runs_environments=True,
     )
     assert InProcessSimulationService.capabilities == BackendCapabilities(
         enforces_timeouts=False,
