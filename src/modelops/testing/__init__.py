@@ -6,10 +6,17 @@ Importing this package imports pytest; ModelOps itself never imports it. See
 
 from __future__ import annotations
 
-from modelops.testing._bundle import ContractStore, write_contract_store
+from modelops.testing._bundle import (
+    ENV_VERSIONS,
+    ContractStore,
+    environment_of,
+    write_contract_store,
+    write_environment_bundles,
+)
 from modelops.testing.backends import (
     BackendTests,
     CrashTests,
+    EnvironmentTests,
     TimeoutTests,
     chunk_spec,
     collect_events,
@@ -18,13 +25,17 @@ from modelops.testing.backends import (
 )
 
 __all__ = [
+    "ENV_VERSIONS",
     "BackendTests",
     "ContractStore",
     "CrashTests",
+    "EnvironmentTests",
     "TimeoutTests",
     "chunk_spec",
     "collect_events",
+    "environment_of",
     "read_output",
     "start_bundle",
     "write_contract_store",
+    "write_environment_bundles",
 ]

@@ -15,6 +15,10 @@ The runtime adds the task's keys and parameters to every row, so no model names 
 ``crash_at_import`` ends its process while it is imported (``os._exit(IMPORT_EXIT)``), before
 any task starts. The variant bundle holds a ``contract_model`` whose ``rows`` marks its rows
 ``variant = 1``, to tell two snapshots of the same module apart.
+
+The environment bundles (:func:`write_environment_bundles`), one per ``ENV_VERSIONS`` pin of
+``packaging``, hold ``env_model.version``: one ``summary`` row with the ``packaging`` version the
+task imported and the ``pid`` of the process it ran in.
 """
 
 from __future__ import annotations
@@ -24,22 +28,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelops.bundle import BundleStore
+from modelops.bundle import BundleStore, materialize
+from modelops.envs import Environment, environment_for
 from modelops_contracts import SimTask
 
 __all__ = [
     "BAD_X",
     "DIE_EXIT",
+    "ENV_VERSIONS",
     "IMPORT_EXIT",
     "SERIES_ROWS",
     "ContractStore",
+    "environment_of",
     "write_contract_store",
+    "write_environment_bundles",
 ]
 
 SERIES_ROWS = 3
 BAD_X = 3
 DIE_EXIT = 3
 IMPORT_EXIT = 4
+ENV_VERSIONS = ("23.2", "24.1")
 
 _MODEL = f'''
 """Models of the backend contract tests (written by modelops.testing)."""
@@ -111,6 +120,18 @@ def run(params, seed):
 '''
 
 
+_ENV_MODEL = '''
+"""Names the packaging release it imported and the process it ran in."""
+import os
+
+import packaging
+
+
+def version(params, seed):
+    return {"summary": {"packaging": packaging.__version__, "pid": os.getpid()}}
+'''
+
+
 @dataclass(frozen=True)
 class ContractStore:
     """A store root holding the contract bundle and its variant, and how to make their tasks."""
@@ -166,3 +187,26 @@ def write_contract_store(directory: Path) -> ContractStore:
             (path / name).write_text(text, encoding="utf-8")
     bundles = BundleStore(directory / "store")
     return ContractStore(directory / "store", bundles.put(main), bundles.put(variant))
+
+
+def write_environment_bundles(store: ContractStore) -> dict[str, str]:
+    """Snapshot one bundle per ``ENV_VERSIONS`` pin into ``store``; the bundle ref of each."""
+    bundles = BundleStore(store.root)
+    refs = {}
+    for version in ENV_VERSIONS:
+        path = store.root.parent / f"env-bundle-{version}"
+        path.mkdir(parents=True)
+        (path / "env_model.py").write_text(_ENV_MODEL, encoding="utf-8")
+        (path / "requirements.txt").write_text(f"packaging=={version}\n", encoding="utf-8")
+        refs[version] = bundles.put(path)
+    return refs
+
+
+def environment_of(store: ContractStore, bundle_ref: str) -> Environment:
+    """The environment of a stored bundle that declares requirements, built under
+    ``store.root / "envs"`` unless it already is (with uv, from PyPI)."""
+    bundle = materialize(bundle_ref, store.zip_of(bundle_ref), store.cache_dir)
+    environment = environment_for(bundle, store.root / "envs", "auto")
+    if environment is None:
+        raise ValueError(f"bundle {bundle_ref} declares no requirements")
+    return environment

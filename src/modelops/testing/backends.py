@@ -16,6 +16,9 @@ provide a ``backend`` fixture, built with ``store=contract_store.root`` and clos
 - :class:`CrashTests`: for backends that isolate crashes: ``WorkerDied`` and its position, and
   how the port blames a death.
 - :class:`TimeoutTests`: for backends that enforce timeouts: ``TaskTimedOut`` and its position.
+- :class:`EnvironmentTests`: for backends that run bundle environments: each bundle's tasks
+  import its own pins, and switching between environments keeps each one's processes warm
+  (these build real environments with uv, from PyPI).
 
 A test fails when a class includes a suite its backend's capabilities do not claim, or leaves
 out one they do, so a backend is tested for exactly what it declares.
@@ -31,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from modelops.envs import Environment
 from modelops.runtime.spec import ChunkResult, ChunkSpec, ChunkTask
 from modelops.services import (
     BackendCapabilities,
@@ -45,17 +49,27 @@ from modelops.services import (
 from modelops.testing._bundle import (
     BAD_X,
     DIE_EXIT,
+    ENV_VERSIONS,
     IMPORT_EXIT,
     SERIES_ROWS,
     ContractStore,
+    environment_of,
     write_contract_store,
+    write_environment_bundles,
 )
-from modelops_contracts import BundleError, SimReturn, SimTask, SimulationService
+from modelops_contracts import (
+    BundleError,
+    ContractViolationError,
+    SimReturn,
+    SimTask,
+    SimulationService,
+)
 from modelops_contracts.task import bundle_digest
 
 __all__ = [
     "BackendTests",
     "CrashTests",
+    "EnvironmentTests",
     "TimeoutTests",
     "chunk_spec",
     "collect_events",
@@ -167,6 +181,19 @@ class BackendTests(_Suite):
         assert isinstance(self, TimeoutTests) == capabilities.enforces_timeouts, (
             "include TimeoutTests exactly when the backend enforces timeouts"
         )
+        assert isinstance(self, EnvironmentTests) == capabilities.runs_environments, (
+            "include EnvironmentTests exactly when the backend runs bundle environments"
+        )
+
+    def test_a_backend_without_environments_refuses_one(
+        self, backend: ChunkBackend, tmp_path: Path
+    ) -> None:
+        backend.use_environment(None)  # the workers' own Python: every backend runs that
+        if backend.capabilities.runs_environments:
+            return  # EnvironmentTests holds what such a backend promises
+        elsewhere = Environment("0" * 16, tmp_path / "env", {"packages": {}})
+        with pytest.raises(ContractViolationError):
+            backend.use_environment(elsewhere)
 
     def test_only_a_backend_on_the_shared_filesystem_extracts_into_the_cache_dir(
         self, backend: ChunkBackend, contract_store: ContractStore
@@ -578,3 +605,74 @@ class TimeoutTests(_Suite):
         assert error is not None
         assert (error.error_type, error.retryable) == ("TaskTimeout", False)
         assert "1 s" in error.message
+
+
+class EnvironmentTests(_Suite):
+    """For backends that run bundle environments: a bundle's tasks import its own pins."""
+
+    @pytest.fixture
+    def environments(self, contract_store: ContractStore) -> dict[str, tuple[str, Environment]]:
+        """The bundle ref and built environment of each ``ENV_VERSIONS`` pin."""
+        found = {}
+        for version, ref in write_environment_bundles(contract_store).items():
+            environment = environment_of(contract_store, ref)
+            assert environment.packages["packaging"] == version
+            found[version] = (ref, environment)
+        return found
+
+    def test_switching_environments_keeps_each_one_warm(
+        self,
+        backend: ChunkBackend,
+        contract_store: ContractStore,
+        environments: dict[str, tuple[str, Environment]],
+    ) -> None:
+        bundle_dirs = {}
+        for version, (ref, environment) in environments.items():
+            backend.use_environment(environment)
+            bundle_dirs[version] = start_bundle(backend, contract_store, ref)
+        pids: dict[str, set[int]] = {version: set() for version in environments}
+        rounds = 2 * backend.workers + 1  # more rounds than processes a warm pool would use
+        for _ in range(rounds):
+            for version, (ref, environment) in environments.items():
+                backend.use_environment(environment)
+                tasks = contract_store.tasks(
+                    "version", _xs([1, 2]), bundle_ref=ref, module="env_model"
+                )
+                summary = _result(_run(backend, chunk_spec(bundle_dirs[version], tasks))).tables[
+                    "summary"
+                ]
+                assert summary["packaging"].to_pylist() == [version, version]
+                pids[version].update(summary["pid"].to_pylist())
+        first, second = (pids[version] for version in ENV_VERSIONS)
+        assert not first & second, "one process ran tasks of two environments"
+        for version, seen in pids.items():
+            assert len(seen) <= backend.workers, (
+                f"{version}: {len(seen)} processes in {rounds} rounds: the switches re-imported"
+            )
+        last = ENV_VERSIONS[-1]
+        recorded = backend.provenance()["environment"]
+        assert recorded["packages"]["packaging"] == last
+        assert recorded["key"] == environments[last][1].key
+
+    def test_a_batch_mixing_environments_runs_each_task_with_its_own_pins(
+        self,
+        backend: ChunkBackend,
+        contract_store: ContractStore,
+        environments: dict[str, tuple[str, Environment]],
+    ) -> None:
+        groups = [
+            contract_store.tasks("version", _xs(range(6)), bundle_ref=ref, module="env_model")
+            for ref, _ in environments.values()
+        ]
+        tasks = [task for pair in zip(*groups, strict=True) for task in pair]
+        tasks += contract_store.tasks("rows", _xs([1]))  # a bundle without requirements
+        results = backend.gather(backend.submit_batch(tasks))
+        assert [r.task_id for r in results] == [t.task_id for t in tasks]
+        version_of = {ref: version for version, (ref, _) in environments.items()}
+        for task, ret in zip(tasks, results, strict=True):
+            assert ret.ok, ret.error
+            row = read_output(ret, "summary").to_pylist()[0]
+            if task.bundle_ref in version_of:
+                assert row["packaging"] == version_of[task.bundle_ref]
+            else:
+                assert row["x_twice"] == 2

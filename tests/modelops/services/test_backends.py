@@ -27,8 +27,11 @@ from modelops.testing import (
     BackendTests,
     ContractStore,
     CrashTests,
+    EnvironmentTests,
     TimeoutTests,
+    read_output,
     write_contract_store,
+    write_environment_bundles,
 )
 from modelops_contracts import BundleError, ContractViolationError
 from tests.modelops.services.conftest import DaskCluster
@@ -39,7 +42,7 @@ def _contract_store(tmp_path: Path) -> ContractStore:
     return write_contract_store(tmp_path / "contract")
 
 
-class TestLocalPool(BackendTests, CrashTests, TimeoutTests):
+class TestLocalPool(BackendTests, CrashTests, TimeoutTests, EnvironmentTests):
     @pytest.fixture
     def backend(self, contract_store: ContractStore) -> Iterator[ChunkBackend]:
         backend = LocalSimulationService(2, store=contract_store.root)
@@ -56,7 +59,7 @@ class TestInProcess(BackendTests):
 
 
 @pytest.mark.slow
-class TestDaskCluster(BackendTests, CrashTests, TimeoutTests):
+class TestDaskCluster(BackendTests, CrashTests, TimeoutTests, EnvironmentTests):
     @pytest.fixture
     def backend(
         self, dask_cluster: DaskCluster, contract_store: ContractStore
@@ -169,3 +172,21 @@ def test_public_names_resolve_and_modelops_never_imports_the_test_suite() -> Non
         "assert 'modelops.testing' not in sys.modules and 'pytest' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("kept", [1, 2])
+def test_the_local_pool_keeps_as_many_warm_environments_as_asked(tmp_path: Path, kept: int) -> None:
+    store = write_contract_store(tmp_path / "contract")
+    refs = list(write_environment_bundles(store).values())
+    backend = LocalSimulationService(1, store=store.root, environments=kept)
+    pids: list[int] = []
+    try:
+        for ref in refs + refs:  # A, B, then A again: warm only when two pools are kept
+            task = store.tasks("version", [{"x": 1}], bundle_ref=ref, module="env_model")
+            (ret,) = backend.gather(backend.submit_batch(task))
+            pids.append(read_output(ret, "summary")["pid"].to_pylist()[0])
+    finally:
+        backend.close()
+    assert len(set(pids)) == (4 if kept == 1 else 2), pids
+    with pytest.raises(ContractViolationError, match="environments must be at least 1"):
+        LocalSimulationService(1, environments=0)
