@@ -5,11 +5,14 @@ A bundle declares its dependencies in ``requirements.txt`` or in ``pyproject.tom
 ``requirements.lock`` of pins takes precedence. :func:`declared_requirements` reads them and
 resolves them to exact pins (``uv pip compile`` for this Python); the environment's key is a hash
 of those pins, the Python version and the ModelOps version, so two bundles with the same
-requirements share one environment.
+requirements share one environment. Given the cache, a resolution is kept in it
+(``<cache>/resolved/``) and reused: the same requirement lines give the same pins on every later
+run, until :func:`prune_environments` forgets them.
 
 :func:`ensure_environment` builds it once under ``<cache>/<key>/``: a ``uv venv`` for the driver's
 Python, the pins, and the ModelOps runtime (this ModelOps, without its own dependencies, plus the
-few packages the runtime imports, at the driver's versions): nothing else from the driver. It is
+few packages the runtime imports, at the driver's versions where the bundle does not pin them),
+resolved together and compiled to bytecode at install: nothing else from the driver. It is
 built in a temporary directory and renamed into place when complete, under a file lock, so two
 runs building the same environment build it once and a failed build leaves nothing behind.
 ``env.json`` in it records the key, the Python, the pins and every installed package's version.
@@ -53,9 +56,11 @@ __all__ = [
 
 ENV_FILE = "env.json"
 RUNTIME_PACKAGES = ("pydantic", "pydantic-core", "pyarrow", "numpy", "pyyaml", "pathspec")
-"""What the ModelOps runtime imports in a worker, installed at the driver's own versions."""
+"""What the ModelOps runtime imports in a worker, installed at the driver's own versions unless
+the bundle pins one of them itself (its pin wins: a model may need an older numpy)."""
 
 _TEMP = ".building-"
+_RESOLVED = "resolved"
 ENV_MODES = ("auto", "current")
 """``auto``: a bundle that declares requirements runs in its own environment; ``current``: in
 this Python, as a bundle without requirements does."""
@@ -77,10 +82,11 @@ class Requirements:
 
     @property
     def key(self) -> str:
-        """16 hex naming the environment: the pins, this Python and this ModelOps."""
-        text = "\n".join(
-            ["modelops:env:v1", sys.version.split()[0], _modelops_version(), *sorted(self.pins)]
-        )
+        """16 hex naming the environment: the pins, this Python, this ModelOps and the versions
+        of the runtime's packages it installs."""
+        runtime = _runtime_pins(self.pins)
+        header = ["modelops:env:v2", sys.version.split()[0], _modelops_version()]
+        text = "\n".join([*header, *sorted(self.pins), "runtime", *runtime])
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -135,8 +141,12 @@ def uv_executable() -> str:
     return on_path
 
 
-def declared_requirements(bundle: Path | str) -> Requirements | None:
+def declared_requirements(
+    bundle: Path | str, cache: Path | str | None = None
+) -> Requirements | None:
     """The bundle's requirements resolved to pins, or None when it declares none.
+
+    Requirements that are not all pins are resolved by uv, once per ``cache`` when one is given.
 
     Raises:
         BundleError: a requirement file cannot be read, or uv cannot resolve it (with uv's
@@ -158,7 +168,7 @@ def declared_requirements(bundle: Path | str) -> Requirements | None:
         lines = _lines(_read(plain))
         if lines and all(_PIN.match(line) for line in lines):
             return Requirements("requirements.txt", lines)
-        return Requirements("requirements.txt", _compile(lines)) if lines else None
+        return Requirements("requirements.txt", _compile(lines, cache)) if lines else None
     project = root / "pyproject.toml"
     if project.is_file():
         try:
@@ -167,7 +177,7 @@ def declared_requirements(bundle: Path | str) -> Requirements | None:
             raise BundleError(f"cannot read {project}: {err}") from None
         deps = data.get("project", {}).get("dependencies") or []
         if deps:
-            return Requirements("pyproject.toml", _compile([str(d) for d in deps]))
+            return Requirements("pyproject.toml", _compile([str(d) for d in deps], cache))
     return None
 
 
@@ -233,6 +243,10 @@ def prune_environments(cache: Path | str, *, older_than_days: float = 0.0) -> li
     if root.is_dir():
         for path in root.glob(f"{_TEMP}*"):
             shutil.rmtree(path, ignore_errors=True)
+        for kept in (root / _RESOLVED).glob("*.txt"):  # resolved again at the next run
+            with contextlib.suppress(OSError):
+                if kept.stat().st_mtime <= limit:
+                    kept.unlink()
         for lock in root.glob("*.lock"):  # of builds that failed: no environment behind them
             if not (root / lock.stem).exists():
                 lock.unlink(missing_ok=True)
@@ -261,7 +275,7 @@ def environment_for(
         raise ContractViolationError(
             f"env must be one of {', '.join(ENV_MODES)}, got {mode!r}", field="env", value=mode
         )
-    requirements = declared_requirements(bundle)
+    requirements = declared_requirements(bundle, cache)
     if requirements is None:
         return None
     if mode == "current":
@@ -279,11 +293,27 @@ def environment_for(
     return ensure_environment(requirements, cache, on_progress=on_progress)
 
 
+def _name(pin: str) -> str:
+    """The normalised project name of a pin (``Foo_Bar[x]==1; ...`` is ``foo-bar``)."""
+    name = pin.partition(";")[0].partition("==")[0].split("[")[0].strip()
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _runtime_pins(pins: tuple[str, ...]) -> list[str]:
+    """The runtime's packages at this ModelOps's versions, but for those the bundle pins."""
+    pinned = {_name(pin) for pin in pins}
+    return [
+        f"{name}=={importlib.metadata.version(name)}"
+        for name in RUNTIME_PACKAGES
+        if name not in pinned
+    ]
+
+
 def _unmet(requirements: Requirements) -> list[str]:
     unmet = []
     for pin in requirements.pins:
-        name, _, version = pin.partition(";")[0].partition("==")
-        name = name.split("[")[0].strip()
+        name = _name(pin)
+        version = pin.partition(";")[0].partition("==")[2]
         try:
             have = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -301,19 +331,11 @@ def _build(requirements: Requirements, path: Path, say: Callable[[str], None]) -
     python = str(path / "bin" / "python")
     pins = path / "requirements.txt"
     pins.write_text("\n".join(requirements.pins) + "\n", encoding="utf-8")
-    if requirements.pins:
-        say(f"installing {len(requirements.pins)} requirements")
-        _uv(
-            ["pip", "install", "--quiet", "--python", python, "-r", str(pins)],
-            "install the bundle's requirements",
-        )
-    say("installing the ModelOps runtime")
-    runtime = [f"{name}=={importlib.metadata.version(name)}" for name in RUNTIME_PACKAGES]
-    _uv(["pip", "install", "--quiet", "--python", python, *runtime], "install the runtime")
-    _uv(
-        ["pip", "install", "--quiet", "--no-deps", "--python", python, _modelops_source()],
-        "install ModelOps",
-    )
+    say(f"installing {len(requirements.pins)} requirements and the ModelOps runtime")
+    install = ["pip", "install", "--quiet", "--compile-bytecode", "--python", python]
+    runtime = _runtime_pins(requirements.pins)  # resolved with the pins: one consistent set
+    _uv([*install, "-r", str(pins), *runtime], "install the bundle's requirements")
+    _uv([*install, "--no-deps", _modelops_source()], "install ModelOps")
     listed = _uv(["pip", "list", "--format", "json", "--python", python], "list the environment")
     packages = {str(p["name"]).lower(): str(p["version"]) for p in json.loads(listed)}
     record = {
@@ -343,15 +365,31 @@ def _modelops_version() -> str:
     return importlib.metadata.version("modelops")
 
 
-def _compile(lines: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def _compile(lines: tuple[str, ...] | list[str], cache: Path | str | None) -> tuple[str, ...]:
+    """The pins uv resolves ``lines`` to for this Python, kept under ``cache`` when given."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    kept = None
+    if cache is not None:
+        what = json.dumps([list(lines), version, sys.platform, os.uname().machine])
+        kept = Path(cache) / _RESOLVED / f"{hashlib.sha256(what.encode()).hexdigest()[:24]}.txt"
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            pins = _lines(kept.read_text(encoding="utf-8"))
+            os.utime(kept)  # in use: what prune_environments goes by
+            return pins
     text = _uv(
         ["pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python-version",
          version, "-"],
         "resolve the requirements",
         stdin="\n".join(lines) + "\n",
     )  # fmt: skip
-    return _lines(text)
+    pins = _lines(text)
+    if kept is not None:
+        with contextlib.suppress(OSError):
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            temp = kept.with_name(f".{kept.name}.{uuid.uuid4().hex[:8]}")
+            temp.write_text("\n".join(pins) + "\n", encoding="utf-8")
+            temp.replace(kept)
+    return pins
 
 
 def _uv(args: list[str], what: str, *, stdin: str | None = None) -> str:

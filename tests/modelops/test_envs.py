@@ -59,6 +59,26 @@ def test_what_a_bundle_declares(tmp_path: Path) -> None:
     assert lock is not None and lock.source == "requirements.lock" and lock.key == found.key
 
 
+def test_a_resolution_is_kept_in_the_cache_until_pruned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ranged = _bundle(tmp_path, "ranged", {"requirements.txt": "packaging>=23,<23.3\n"})
+    cache = tmp_path / "envs"
+    first = declared_requirements(ranged, cache)
+    assert first is not None and first.pins == ("packaging==23.2",)
+    (kept,) = (cache / "resolved").glob("*.txt")
+
+    def no_uv(args: list[str], what: str, *, stdin: str | None = None) -> str:
+        raise AssertionError(f"uv ran again: {what}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("modelops.envs._uv", no_uv)
+        assert declared_requirements(ranged, cache) == first  # from the cache, not from uv
+    assert prune_environments(cache) == []  # no environment: only the resolution goes
+    assert not kept.exists()
+    assert declared_requirements(ranged, cache) == first  # resolved again
+
+
 def test_two_bundles_two_environments_each_with_its_version(tmp_path: Path) -> None:
     cache = tmp_path / "envs"
     old = declared_requirements(_bundle(tmp_path, "old", {"requirements.txt": "packaging==23.2\n"}))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from modelops.calibration._algorithms import Algorithm
     from modelops.calibration._run import CalibrationProgress
     from modelops.engine import RunOptions
+    from modelops.envs import Environment
     from modelops.model import Model
     from modelops.sampling import ParameterSpace
     from modelops.services._base import ChunkBackend
@@ -148,6 +149,7 @@ def calibrate(
     backend: ChunkBackend | None = None,
     options: RunOptions | None = None,
     on_progress: Callable[[CalibrationProgress], None] | None = None,
+    env: str | Environment | None = "auto",
 ) -> Calibration:
     """Fit the free parameters of a model to ``targets``; a handle to the answer.
 
@@ -159,7 +161,8 @@ def calibrate(
     ``abc-smc``). Running the same call again resumes a killed calibration, or returns a
     finished one at once, from the journal in the store. Tasks run on ``backend``, else on the
     local pool of ``workers``, the Dask cluster at ``scheduler``, or a batch cluster (Slurm...)
-    started for the calibration from ``cluster``, its jobs' logs beside the journal.
+    started for the calibration from ``cluster``, its jobs' logs beside the journal. ``env``
+    chooses the environment the tasks run in, as for :func:`modelops.run`.
 
     Raises:
         ContractViolationError, ModelError, BundleError: bad input; nothing is written then.
@@ -222,9 +225,16 @@ def calibrate(
     )
     journal = Journal(store_root, spec.calibration_id)
     if not journal.finished():
-        _check_model(spec, bundle_dir, store_root)
+        from modelops.envs import environment_for
+
+        environment = (
+            environment_for(bundle_dir, store_root / "envs", env) if isinstance(env, str) else env
+        )
+        _check_model(spec, bundle_dir, store_root, environment)
         workers_dir = store_root / "calibrations" / spec.calibration_id / "workers"
         runner = backend or _backend(scheduler, workers, cluster, workers_dir)
+        if environment is not None:
+            runner.use_environment(environment)
         _run(spec, algo, journal, store_root, bundle_dir, runner, options, on_progress)
     handle = Calibration(spec.calibration_id, store_root)
     handle.keep_summary()
@@ -246,7 +256,9 @@ def _backend(
     return runner
 
 
-def _check_model(spec: CalibrationSpec, bundle: Path, store_root: Path) -> None:
+def _check_model(
+    spec: CalibrationSpec, bundle: Path, store_root: Path, environment: Environment | None
+) -> None:
     """Import the model once, in a worker, for one point of the space with the targets' outputs.
 
     Raises:
@@ -266,7 +278,8 @@ def _check_model(spec: CalibrationSpec, bundle: Path, store_root: Path) -> None:
         outputs=list(spec.outputs),
         config=dict(spec.config) if spec.config else None,
     )
-    compile_study(probe, bundle, store=store_root)
+    python = environment.python if environment is not None else None
+    compile_study(probe, bundle, store=store_root, python=python)
     for target in spec.targets:
         target.read_observed()
 

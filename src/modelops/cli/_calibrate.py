@@ -13,12 +13,14 @@ import typer
 
 from modelops.cli._app import command, fail
 from modelops.cli._cluster import ClusterFlags, batch_settings
+from modelops.cli._env import chosen_environment
 from modelops.cli._jobs import _stdout_for_json
 from modelops.cli._options import (
     AccountOption,
     BundleOption,
     ClusterOption,
     CoresOption,
+    EnvOption,
     FixOption,
     JobExtraOption,
     JobsOption,
@@ -93,6 +95,7 @@ def calibrate_command(
     start_timeout: StartTimeoutOption = None,
     retries: RetriesOption = 2,
     task_timeout: TaskTimeoutOption = None,
+    env: EnvOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Fit a model's free parameters to observed data; resumable, every run cached.
@@ -102,6 +105,7 @@ def calibrate_command(
     from modelops.calibration import calibrate
     from modelops.engine import RunOptions
     from modelops.sampling import parse_fixes
+    from modelops.store import default_store
 
     try:
         fixed = parse_fixes(fix or [])
@@ -114,6 +118,10 @@ def calibrate_command(
     settings = {"population": population} if population is not None else {}
     options = RunOptions(retries=retries, task_timeout=task_timeout)
     json_stdout = _stdout_for_json() if as_json else nullcontext(None)
+    try:  # built (with its own progress) before the calibration's display starts
+        environment = chosen_environment(bundle, Path(store or default_store()), env, quiet=as_json)
+    except ContractViolationError as err:
+        raise fail(f"--{err.field}: {err}") from None
     with json_stdout as out, _Display(quiet=as_json) as display:
         try:
             handle = calibrate(
@@ -121,10 +129,10 @@ def calibrate_command(
                 batch=batch, seed=seed, bundle=bundle, store=store, model=model,
                 scenario=scenario, fix=fixed, settings=settings, top_k=top_k,
                 reeval_replicates=reeval, workers=workers, scheduler=scheduler,
-                cluster=batch_cluster, options=options, on_progress=display,
+                cluster=batch_cluster, options=options, on_progress=display, env=environment,
             )  # fmt: skip
         except ContractViolationError as err:
-            if err.field in ("model", "workers", "scheduler"):
+            if err.field in ("model", "workers", "scheduler", "env"):
                 raise fail(f"--{err.field}: {err}") from None
             raise
         if out is not None:

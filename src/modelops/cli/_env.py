@@ -1,20 +1,42 @@
-"""``mops env``: the bundle environments cached in the store (built with uv)."""
+"""``mops env``: the bundle environments cached in the store (built with uv); and the
+environment ``--env`` chooses for ``mops run`` and ``mops calibrate``."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelops.cli._app import app, command, fail
 from modelops.cli._coerce import Group
 from modelops.cli._options import BundleOption, StoreOption
+from modelops.cli._progress import StepDisplay
+
+if TYPE_CHECKING:
+    from modelops.envs import Environment
 
 env_app = typer.Typer(help="Bundle environments.", no_args_is_help=True, cls=Group)
 app.add_typer(env_app, name="env")
+
+
+def chosen_environment(
+    bundle: Path, store_root: Path, mode: str, *, quiet: bool
+) -> Environment | None:
+    """The environment ``--env mode`` runs the bundle's tasks in (built now, with progress, if
+    needed), or None for this Python; a ``warning:`` line when ``current`` misses its pins."""
+    import warnings
+
+    from modelops.envs import EnvironmentWarning, environment_for
+
+    with warnings.catch_warnings(record=True) as caught, StepDisplay(quiet=quiet) as steps:
+        warnings.simplefilter("always", EnvironmentWarning)
+        found = environment_for(bundle, store_root / "envs", mode, on_progress=steps)
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+    return found
 
 
 def _cache(store: Path | None) -> Path:
@@ -34,15 +56,15 @@ def build_command(
 
     if not bundle.is_dir():
         raise fail(f"--bundle: no directory {bundle}")
-    requirements = declared_requirements(bundle)
+    requirements = declared_requirements(bundle, _cache(store))
     if requirements is None:
         raise fail(
             f"bundle {bundle} declares no requirements (requirements.txt, pyproject.toml "
             "[project].dependencies, uv.lock or requirements.lock)"
         )
     started = time.monotonic()
-    say = None if as_json else (lambda line: typer.echo(line, err=True))
-    env = ensure_environment(requirements, _cache(store), on_progress=say)
+    with StepDisplay(quiet=as_json) as steps:
+        env = ensure_environment(requirements, _cache(store), on_progress=steps)
     if as_json:
         typer.echo(json.dumps({"key": env.key, "path": str(env.path), **env.record}))
         return

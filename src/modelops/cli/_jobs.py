@@ -16,6 +16,7 @@ import typer
 
 from modelops.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, command, fail
 from modelops.cli._cluster import ClusterFlags, batch_settings
+from modelops.cli._env import chosen_environment
 from modelops.cli._options import (
     AccountOption,
     BundleOption,
@@ -38,7 +39,6 @@ from modelops_contracts.errors import ContractViolationError
 
 if TYPE_CHECKING:
     from modelops.api import JobHandle
-    from modelops.envs import Environment
 
 
 @command("run")
@@ -152,11 +152,28 @@ def _run(args: _RunArgs, json_out: TextIO | None) -> None:
         if done is not None:
             _report(done, json_out)
             return
-    start_forkserver(PRELOAD)
+    if not _declares_requirements(args):  # else the environment's own server, once it is built
+        start_forkserver(PRELOAD)
     try:
         _run_job(key, args, json_out)
     finally:
         stop_forkserver()  # after a bad study too: no worker started, nothing may outlive us
+
+
+def _declares_requirements(args: _RunArgs) -> bool:
+    """Whether the run's tasks go to the bundle's own environment (``--env auto``)."""
+    from modelops.envs import declared_requirements
+    from modelops.store import default_store
+    from modelops_contracts.errors import BundleError
+
+    if args.env != "auto":
+        return False
+    try:
+        return (
+            declared_requirements(args.bundle, (args.store or default_store()) / "envs") is not None
+        )
+    except BundleError:
+        return True  # the run stops on it before any worker starts
 
 
 def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
@@ -171,6 +188,8 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
     from modelops.cli._progress import ProgressDisplay
     from modelops.engine import Progress, RunOptions
     from modelops.services import backend_for
+    from modelops.services._pool import start_forkserver
+    from modelops.services._worker import PRELOAD
 
     store_root = args.store or default_store()
     base = args.study.parent
@@ -184,9 +203,10 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
     batch = batch_settings(args.cluster, spec.cluster)
     try:
         backend = backend_for(scheduler=args.scheduler or None, workers=args.workers, batch=batch)
-        environment = _environment(args, Path(store_root), as_json)
+        environment = chosen_environment(args.bundle, Path(store_root), args.env, quiet=as_json)
         if environment is not None:
             backend.use_environment(environment)
+            start_forkserver(PRELOAD, str(environment.python))  # the model check forks from it
     except ContractViolationError as err:
         if err.field not in ("workers", "scheduler", "env"):
             raise
@@ -230,22 +250,6 @@ def _run_job(key: str | None, args: _RunArgs, json_out: TextIO | None) -> None:
         backend.close(kill=True)  # run() has closed it already, unless it never got that far
     remember_compiled(key, job, args.study, store=store_root, job_id=args.job_id, base=base)
     _report(handle, json_out)
-
-
-def _environment(args: _RunArgs, store_root: Path, quiet: bool) -> Environment | None:
-    """The bundle environment the run's tasks use (built now if needed), or None; with
-    ``--env current`` a warning line when the bundle's requirements are not met here."""
-    import warnings
-
-    from modelops.envs import EnvironmentWarning, environment_for
-
-    say = None if quiet else (lambda line: typer.echo(line, err=True))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", EnvironmentWarning)
-        found = environment_for(args.bundle, store_root / "envs", args.env, on_progress=say)
-    for warning in caught:
-        typer.echo(f"warning: {warning.message}", err=True)
-    return found
 
 
 def _report(handle: JobHandle, json_out: TextIO | None) -> None:

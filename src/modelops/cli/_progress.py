@@ -1,18 +1,18 @@
-"""Progress display for ``mops run``: a live bar on a terminal, plain lines otherwise."""
+"""Progress display on stderr: a live bar (or spinner) on a terminal, plain lines otherwise."""
 
 from __future__ import annotations
 
 import sys
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from modelops.engine import Progress as RunProgress
 
-__all__ = ["ProgressDisplay"]
+__all__ = ["ProgressDisplay", "StepDisplay"]
 
 
 class ProgressDisplay:
@@ -113,3 +113,46 @@ class ProgressDisplay:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class StepDisplay:
+    """The steps of a long operation that has no count (building an environment): a spinner
+    naming the current step on a terminal, one line per step otherwise. The last step stays."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.live = False
+        self._last: str | None = None
+        if not quiet:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+            self.live = self.console.is_terminal
+        self._status: Any = None  # a rich Status while a step shows
+
+    def __enter__(self) -> StepDisplay:
+        return self
+
+    def __call__(self, line: str) -> None:
+        if self.quiet:
+            return
+        self._last = line
+        if not self.live:
+            print(line, file=sys.stderr, flush=True)
+        elif self._status is None:
+            self._status = self.console.status(line)
+            self._status.start()
+        else:
+            self._status.update(line)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+            if exc is None and self._last is not None:
+                self.console.print(self._last, highlight=False)

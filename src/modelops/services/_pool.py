@@ -337,18 +337,18 @@ def _dispose(worker: _Worker) -> None:
     worker.conn.close()
 
 
-def _ensure_forkserver() -> None:
-    """Start the fork server (if it is not running) with SIGTERM blocked, so a model's
-    ``os.kill(os.getppid(), SIGTERM)`` cannot take it down, and SIGINT too, so a Ctrl-C while
-    it is still importing its preload stops the driver without a traceback from the server
-    (once serving, it ignores SIGINT anyway); restarts one that died."""
+def _ensure_forkserver(server: Any = None) -> None:
+    """Start the fork server (this Python's, or ``server``) if it is not running, with SIGTERM
+    blocked, so a model's ``os.kill(os.getppid(), SIGTERM)`` cannot take it down, and SIGINT
+    too, so a Ctrl-C while it is still importing its preload stops the driver without a
+    traceback from the server (once serving, it ignores SIGINT anyway); restarts one that died."""
     from multiprocessing import forkserver, resource_tracker
 
     # The tracker's first start unblocks both in this thread: have it run before blocking.
     resource_tracker.ensure_running()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SERVER_BLOCKS)
     try:
-        forkserver.ensure_running()
+        (server or forkserver._forkserver).ensure_running()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
@@ -433,18 +433,52 @@ def _default_sys_path(executable: str) -> list[str]:
     return found
 
 
-def start_forkserver(preload: Sequence[str] = ()) -> None:
-    """Start this process's fork server now, importing ``preload`` (and this module), and return
-    at once: it boots while the caller does other work, and the pools started later find it
-    ready. Does nothing if one is running already.
+_ENV_SERVERS: dict[str, Any] = {}
+"""Fork servers running other environments' Pythons, by interpreter: started on first use."""
+
+
+@contextlib.contextmanager
+def _forking_in(executable: str, preload: Sequence[str]) -> Iterator[None]:
+    """Fork the forkserver processes started in the block from a server running
+    ``executable``, which imports ``preload`` (and this module) once, so that a bundle
+    environment's workers start as fast as this Python's.
+
+    multiprocessing forks from one server per process: the module's connect function is pointed
+    at the environment's server for the block only, under the start lock.
     """
+    from multiprocessing import forkserver
+
+    with _START_LOCK, _spawn_executable(executable):
+        server = _ENV_SERVERS.get(executable)
+        if server is None:
+            server = _ENV_SERVERS[executable] = forkserver.ForkServer()
+            server.set_forkserver_preload([*preload, __name__])
+        _ensure_forkserver(server)
+        connect = forkserver.connect_to_new_process
+        forkserver.connect_to_new_process = server.connect_to_new_process
+        try:
+            yield
+        finally:
+            forkserver.connect_to_new_process = connect
+
+
+def start_forkserver(preload: Sequence[str] = (), executable: str | None = None) -> None:
+    """Start this process's fork server (or that of ``executable``, another environment's
+    Python) now, importing ``preload`` (and this module), and return at once: it boots while the
+    caller does other work, and the pools started later find it ready. Does nothing if one is
+    running already.
+    """
+    if executable is not None:
+        with _main_not_reimported("forkserver"), _forking_in(executable, preload):
+            return
     multiprocessing.get_context("forkserver").set_forkserver_preload([*preload, __name__])
     with _main_not_reimported("forkserver"):
         _ensure_forkserver()
 
 
 def stop_forkserver() -> None:
-    """Kill this process's fork server, if any, even while it is still booting.
+    """Kill this process's fork servers (its own and other environments'), even while they are
+    still booting.
 
     For the caller of :func:`start_forkserver`, once no worker forked from it is alive (a
     worker's exit is reported through the server, so a live one would look dead): the server
@@ -453,13 +487,16 @@ def stop_forkserver() -> None:
     """
     from multiprocessing import forkserver
 
-    server: Any = forkserver._forkserver  # the module's singleton; no public way to stop it
-    pid = server._forkserver_pid
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)  # SIGTERM is blocked in it (see _ensure_forkserver)
-    server._stop()  # closes the alive pipe, reaps the process, forgets its address
+    with _START_LOCK:
+        servers: list[Any] = [forkserver._forkserver, *_ENV_SERVERS.values()]
+        _ENV_SERVERS.clear()
+    for server in servers:  # the module's singleton has no public way to stop it
+        pid = server._forkserver_pid
+        if pid is None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # SIGTERM is blocked in it (see _ensure_forkserver)
+        server._stop()  # closes the alive pipe, reaps the process, forgets its address
 
 
 class WorkerPool:
@@ -473,13 +510,14 @@ class WorkerPool:
         preload: Modules the forkserver imports once, so workers start with them loaded; this
             module is always added.
         executable: A Python interpreter (another virtual environment's, holding ModelOps) to
-            run the workers with; implies ``context="spawn"``.
+            run the workers with: forked from a fork server running it, or spawned from it with
+            ``context="spawn"``.
         tickets: Where tickets come from; pools polled together (:func:`poll_pools`) share one
             counter, so a ticket names its chunk among all of them.
 
     Raises:
         ValueError: ``workers`` is below 1, ``context`` is not a known start method, or an
-            ``executable`` is given with another start method than spawn.
+            ``executable`` is given with the fork start method.
     """
 
     def __init__(
@@ -495,15 +533,14 @@ class WorkerPool:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
-        if executable is not None:
-            if context not in ("spawn", "forkserver"):
-                raise ValueError(f"an executable needs the spawn start method, got {context!r}")
-            context = "spawn"
+        if executable is not None and context == "fork":
+            raise ValueError("an executable needs the spawn or forkserver start method")
         self._executable = executable
+        self._preload = tuple(preload)
         if context not in _START_METHODS:
             raise ValueError(f"context must be one of {_START_METHODS}, got {context!r}")
         self._ctx = cast("_Context", multiprocessing.get_context(context))
-        if context == "forkserver":
+        if context == "forkserver" and executable is None:
             # Every worker unpickles _worker_main: have the server import this module (and the
             # package around it) once, instead of each new worker.
             self._ctx.set_forkserver_preload([*preload, __name__])
@@ -647,9 +684,7 @@ class WorkerPool:
         proc = self._ctx.Process(target=_worker_main, args=args, name="modelops-worker")
         started = time.monotonic()
         try:
-            with _main_not_reimported(self._method), _spawn_executable(self._executable):
-                if self._method == "forkserver":
-                    _ensure_forkserver()
+            with _main_not_reimported(self._method), self._launching():
                 proc.start()
         except BaseException:
             ours.close()
@@ -657,6 +692,17 @@ class WorkerPool:
         finally:
             theirs.close()
         return _Worker(proc, ours, slot, self._host, started)
+
+    def _launching(self) -> contextlib.AbstractContextManager[None]:
+        """Where the next worker starts from: a fork server (this Python's or the
+        executable's), or a spawned interpreter."""
+        executable = self._executable
+        if self._method != "forkserver":
+            return _spawn_executable(executable)
+        if executable is not None:
+            return _forking_in(executable, self._preload)
+        _ensure_forkserver()
+        return contextlib.nullcontext()
 
     def _replace(self, index: int) -> None:
         old = self._workers[index]
