@@ -63,3 +63,20 @@ def mops_run(study: Path, store: Path, workers: int = 2) -> tuple[float, dict]:
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     return wall, json.loads(proc.stdout)
+
+
+def mops(*args: object, env: dict[str, str]) -> tuple[float, str]:
+    """Run ``mops ARGS`` (failing the benchmark if it fails): wall seconds and its stdout."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(MOPS), *map(str, args)], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"mops {args[0]} failed ({done.returncode}):\n{done.stderr}")
+    return time.perf_counter() - started, done.stdout
+
+
+def best_line(what: str, walls: list[float], width: int = 48) -> None:
+    """Print the best of ``walls`` and every run."""
+    runs = "  ".join(f"{t:.2f}" for t in walls)
+    print(f"{what:<{width}} {min(walls):7.2f} s  (runs: {runs})", flush=True)

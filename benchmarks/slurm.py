@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import MOPS, tempdir
+from _common import best_line, mops, tempdir
 
 ROOT = Path(__file__).resolve().parent.parent
 SIR = ROOT / "examples" / "sir"
@@ -39,18 +39,7 @@ def stamp(params, seed):
 
 
 def _mops(*args: object, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [str(MOPS), *map(str, args)], env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"mops {args[0]} failed ({done.returncode}):\n{done.stderr}")
-    return time.perf_counter() - started
-
-
-def _line(what: str, walls: list[float]) -> None:
-    runs = "  ".join(f"{t:.2f}" for t in walls)
-    print(f"{what:<48} {min(walls):6.2f} s  (runs: {runs})")
+    return mops(*args, env=env)[0]
 
 
 def main() -> None:
@@ -110,9 +99,9 @@ def main() -> None:
                     env=env,
                 )
             )
-        _line("mops run --cluster slurm -> first task running", firsts)
-        _line("SIR study (45 tasks), --cluster slurm --jobs 2", slurm_walls)
-        _line("SIR study (45 tasks), local pool --workers 2", local_walls)
+        best_line("mops run --cluster slurm -> first task running", firsts)
+        best_line("SIR study (45 tasks), --cluster slurm --jobs 2", slurm_walls)
+        best_line("SIR study (45 tasks), local pool --workers 2", local_walls)
     finally:
         subprocess.run(["bash", str(DOWN), str(work / "slurm")], capture_output=True, check=False)
     print(f"python {sys.version.split()[0]}; scratch files in a temp dir")

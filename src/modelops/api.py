@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.bundle import compute_digest, linked_bundle
-from modelops.runtime.loader import EntrypointCheck, resolve_in_worker
+from modelops.runtime.loader import EntrypointCheck
 from modelops.store import (
     ResultStore,
     default_store,
@@ -17,7 +17,6 @@ from modelops.store import (
     open_store,
 )
 from modelops_contracts import SimJob, SimulationStudy
-from modelops_contracts.errors import ContractViolationError, ModelError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -92,7 +91,9 @@ def compile_study(
             outputs=None if study.outputs is None else tuple(study.outputs),
             config=study.config,
         )
-        _check_entrypoint(check, import_timeout, python)
+        from modelops.services._check import inspect_entrypoint
+
+        inspect_entrypoint(check, import_timeout, python)
     return job
 
 
@@ -103,43 +104,6 @@ def _distinct_params(job: SimJob) -> tuple[dict[str, Any], ...]:
     if isinstance(job.tasks, GroupedTasks):  # groups are the distinct sets, as plain dicts
         return tuple(p if type(p) is dict else dict(p) for p in job.tasks.columns().params)
     return tuple(dict(p.params) for p in job.parameter_sets().values())
-
-
-def _check_entrypoint(
-    check: EntrypointCheck, timeout: float | None, python: Path | str | None = None
-) -> None:
-    """Run :func:`resolve_in_worker` in a fresh worker; turn how it ended into one error.
-
-    Raises:
-        ModelError: the model cannot be imported, does not fit the study, exits or hangs.
-        ContractViolationError: a parameter set is invalid for the model.
-    """
-    from modelops.services._events import ChunkRaised, TaskTimedOut, WorkerDied
-    from modelops.services._pool import run_once
-    from modelops.services._worker import PRELOAD
-
-    executable = str(python) if python is not None else None
-    event = run_once(
-        resolve_in_worker, check, timeout=timeout, preload=PRELOAD, executable=executable
-    )
-    what = check.entrypoint.partition("/")[0]
-    match event:
-        case ChunkRaised(error=error) if error.type_name == "ContractViolationError":
-            raise ContractViolationError(error.message)
-        case ChunkRaised(error=error) if error.type_name == "ModelError":
-            raise ModelError(error.message)
-        case ChunkRaised(error=error):
-            raise ModelError(f"checking {what} raised {error.type_name}: {error.message}")
-        case TaskTimedOut():
-            raise ModelError(
-                f"importing and checking {what} took longer than {timeout} s",
-                hint="a model module should not block or loop at import",
-            )
-        case WorkerDied(exitcode=code):
-            raise ModelError(
-                f"the process importing {what} ended with exit code {code}",
-                hint="a model module must not exit or kill its process at import",
-            )
 
 
 def compile_key(

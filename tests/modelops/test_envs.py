@@ -171,7 +171,9 @@ def version(params, seed):
 """
 
 
-def test_two_bundles_in_one_store_each_run_in_their_own_environment(tmp_path: Path) -> None:
+def _run_both_bundles(tmp_path: Path, *flags: object) -> tuple[Path, Path]:
+    """Run a study of each packaging-pinned bundle into one store: each row shows its own
+    version and each job's status the environment it ran in. The store and the study."""
     store = tmp_path / "store"
     study = tmp_path / "study.yaml"
     study.write_text("model: ver.version\nparameter_sets:\n  - {x: 1}\n  - {x: 2}\n")
@@ -181,13 +183,20 @@ def test_two_bundles_in_one_store_each_run_in_their_own_environment(tmp_path: Pa
             version,
             {"ver.py": VERSION_MODEL, "requirements.txt": f"packaging=={version}\n"},
         )
-        done = run_mops("run", study, "--bundle", bundle, "--store", store, "--json", timeout=300)
+        done = run_mops(
+            "run", study, "--bundle", bundle, "--store", store, *flags, "--json", timeout=300
+        )  # fmt: skip
         assert done.code == 0, done.stderr
         job_id = json.loads(done.stdout)["job_id"]
         rows = pl.read_parquet(store / "jobs" / job_id / "outputs" / "summary")
         assert rows["packaging"].to_list() == [version, version]  # what the task imported
         status = run_mops("status", job_id, "--store", store).stdout
         assert f"packaging=={version}" in status  # the provenance of the environment it ran in
+    return store, study
+
+
+def test_two_bundles_in_one_store_each_run_in_their_own_environment(tmp_path: Path) -> None:
+    store, study = _run_both_bundles(tmp_path)
     assert len(list_environments(store / "envs")) == 2
 
     bundle = tmp_path / "23.2"
@@ -204,23 +213,35 @@ def test_two_bundles_in_one_store_each_run_in_their_own_environment(tmp_path: Pa
 def test_dask_workers_run_each_bundle_in_its_own_environment(
     tmp_path: Path, dask_cluster: DaskCluster
 ) -> None:
-    store = tmp_path / "store"
+    _run_both_bundles(tmp_path, "--scheduler", dask_cluster.address)
+
+
+PINNED_MODEL = """
+import packaging
+
+from modelops.model import Model, Parameter
+
+assert packaging.__version__ == "23.2", packaging.__version__
+
+
+class Pinned(Model):
+    parameters = (Parameter("beta", 0.1, 0.9),)
+
+    def simulate(self, params, seed):
+        return {"summary": {"packaging": packaging.__version__}}
+"""
+
+
+def test_mops_sample_reads_the_model_in_its_environment(tmp_path: Path) -> None:
+    bundle = _bundle(
+        tmp_path, "pinned", {"pinned.py": PINNED_MODEL, "requirements.txt": "packaging==23.2\n"}
+    )
+    args = ["sample", "grid", "pinned.Pinned", "--bundle", bundle, "--n", 3]
+    here = run_mops(*args, "--env", "current", "--store", tmp_path / "s")
+    assert here.code == 2 and "AssertionError" in here.stderr.strip().splitlines()[-1]
     study = tmp_path / "study.yaml"
-    study.write_text("model: ver.version\nparameter_sets:\n  - {x: 1}\n  - {x: 2}\n")
-    for version in ("23.2", "24.1"):
-        bundle = _bundle(
-            tmp_path,
-            version,
-            {"ver.py": VERSION_MODEL, "requirements.txt": f"packaging=={version}\n"},
-        )
-        done = run_mops(
-            "run", study, "--bundle", bundle, "--store", store, "--scheduler", dask_cluster.address,
-            "--json",
-            timeout=300,
-        )  # fmt: skip
-        assert done.code == 0, done.stderr
-        job_id = json.loads(done.stdout)["job_id"]
-        rows = pl.read_parquet(store / "jobs" / job_id / "outputs" / "summary")
-        assert rows["packaging"].to_list() == [version, version]
-        status = run_mops("status", job_id, "--store", store).stdout
-        assert f"packaging=={version}" in status
+    done = run_mops(*args, "--store", tmp_path / "s", "-o", study, timeout=300)
+    assert done.code == 0, done.stderr
+    ran = run_mops("run", study, "--bundle", bundle, "--store", tmp_path / "s", "--json")
+    assert ran.code == 0, ran.stderr
+    assert json.loads(ran.stdout)["succeeded"] == 3

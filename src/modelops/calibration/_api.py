@@ -10,6 +10,7 @@ from modelops.calibration._handle import Calibration
 from modelops.calibration._journal import Journal
 from modelops.calibration._memo import command_key, finished_by_key, remember_key
 from modelops.calibration._spec import CalibrationSpec, check_count
+from modelops.sampling._load import is_space_file
 from modelops_contracts.entrypoint import DEFAULT_SCENARIO
 from modelops_contracts.errors import ContractViolationError
 
@@ -30,8 +31,6 @@ DEFAULT_BATCH = 8
 """Points per round. Fixed, not a multiple of the worker count: the points asked, and so the
 result, must not depend on the machine the calibration runs on."""
 
-_SPACE_SUFFIXES = (".yaml", ".yml", ".json")
-
 
 def resolve_inputs(
     source: str | Path | ParameterSpace | type[Model],
@@ -41,12 +40,14 @@ def resolve_inputs(
     model: str | None,
     scenario: str,
     fix: Mapping[str, object] | None,
+    python: Path | str | None = None,
 ) -> tuple[ParameterSpace, list[Target]]:
     """The space (with ``fix`` applied) and the targets of a calibration.
 
     ``source`` is a :class:`ParameterSpace`, a Model class, a Model's import path inside
     ``bundle`` or a space file; a space file may hold a ``targets:`` list, used when
-    ``targets`` is None (its data paths relative to the file).
+    ``targets`` is None (its data paths relative to the file). A Model's import path is imported
+    in a worker of ``python`` when given (a bundle environment's interpreter).
 
     Raises:
         ContractViolationError: bad space, targets or fixed values, or no targets at all.
@@ -62,10 +63,10 @@ def resolve_inputs(
     elif isinstance(source, type) and issubclass(source, Model):
         space = ParameterSpace.from_model(source)
         space = space if model is None else _with_model(space, model)
-    elif _is_space_file(source):
+    elif is_space_file(source):
         space, found = _space_file(Path(str(source)), model)
     else:
-        space = load_space(str(source), bundle, model=model, scenario=scenario)
+        space = load_space(str(source), bundle, model=model, scenario=scenario, python=python)
     if targets is None:
         chosen = found
     elif isinstance(targets, str | Path):
@@ -87,20 +88,13 @@ def _with_model(space: ParameterSpace, model: str) -> ParameterSpace:
     return ParameterSpace(space.parameters, space.fixed, model, space.declared)
 
 
-def _is_space_file(source: object) -> bool:
-    """A source naming a space file (by its suffix, or because it is a file), not a Model."""
-    if not isinstance(source, str | Path):
-        return False
-    return str(source).lower().endswith(_SPACE_SUFFIXES) or Path(source).is_file()
-
-
 def _check_model_path(source: object, model: str | None) -> None:
     """A space file needs the model's import path: said before anything is hashed or read.
 
     Raises:
         ContractViolationError: ``field="model"``.
     """
-    if model is None and _is_space_file(source):
+    if model is None and is_space_file(source):
         raise ContractViolationError("a space file needs the model's import path", field="model")
 
 
@@ -197,8 +191,14 @@ def calibrate(
         found = finished_by_key(store_root, key)
         if found is not None:  # finished: no model import, no optimiser, no worker
             return Calibration(found, store_root)
+    from modelops.envs import environment_for
+
+    environment = (
+        environment_for(bundle_dir, store_root / "envs", env) if isinstance(env, str) else env
+    )
+    python = environment.python if environment is not None else None
     space, chosen = resolve_inputs(
-        source, targets, bundle=bundle_dir, model=model, scenario=scenario, fix=fix
+        source, targets, bundle=bundle_dir, model=model, scenario=scenario, fix=fix, python=python
     )
     if space.model is None:
         raise ContractViolationError("give the model's import path", field="model")
@@ -225,11 +225,6 @@ def calibrate(
     )
     journal = Journal(store_root, spec.calibration_id)
     if not journal.finished():
-        from modelops.envs import environment_for
-
-        environment = (
-            environment_for(bundle_dir, store_root / "envs", env) if isinstance(env, str) else env
-        )
         _check_model(spec, bundle_dir, store_root, environment)
         workers_dir = store_root / "calibrations" / spec.calibration_id / "workers"
         runner = backend or _backend(scheduler, workers, cluster, workers_dir)

@@ -12,7 +12,15 @@ import typer
 
 from modelops._output import write_output
 from modelops.cli._app import command, fail
-from modelops.cli._options import BundleOption, FixOption, ModelOption, ScenarioOption
+from modelops.cli._env import chosen_environment
+from modelops.cli._options import (
+    BundleOption,
+    EnvOption,
+    FixOption,
+    ModelOption,
+    ScenarioOption,
+    StoreOption,
+)
 from modelops_contracts.errors import ContractViolationError
 
 if TYPE_CHECKING:
@@ -58,23 +66,31 @@ def sample_command(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Study file to write [default: stdout].")
     ] = None,
+    store: StoreOption = None,
+    env: EnvOption = "auto",
 ) -> None:
     """Write a study: a grid, random, Latin hypercube or Sobol design over a parameter space,
     or a sensitivity design (saltelli for Sobol' indices, morris for elementary effects).
 
     The same arguments and --seed give the same file, byte for byte; `mops run` takes it as is,
-    and `mops sensitivity` analyses the job of a saltelli or morris design.
+    and `mops sensitivity` analyses the job of a saltelli or morris design. A bundle that
+    declares requirements has its model imported in its own environment (built in --store).
     """
-    from modelops.sampling import SobolSampleSizeWarning, load_space, parse_fixes
+    from modelops.sampling import SobolSampleSizeWarning, is_space_file, load_space, parse_fixes
     from modelops.sensitivity import RepeatedDesignWarning
+    from modelops.store import default_store
 
     sampler = _sampler(method, n, second_order, trajectories, levels)
     try:
-        space = load_space(source, bundle, model=model, scenario=scenario)
+        environment = None
+        if not is_space_file(source):  # a space file names the model without importing it
+            environment = chosen_environment(bundle, store or default_store(), env, quiet=False)
+        python = environment.python if environment is not None else None
+        space = load_space(source, bundle, model=model, scenario=scenario, python=python)
     except ContractViolationError as err:
-        if err.field != "model":
+        if err.field not in ("model", "env"):
             raise
-        raise fail(f"--model: {err}") from None
+        raise fail(f"--{err.field}: {err}") from None
     try:
         fixed = parse_fixes(fix or [])
     except ContractViolationError as err:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from modelops.sampling._load import load_space, parse_fixes
+    from modelops.sampling._load import is_space_file, load_space, parse_fixes
     from modelops.sampling._samplers import (
         MAX_SETS,
         SAMPLERS,
@@ -36,6 +36,7 @@ _EXPORTS = {
     "ParameterSpace": "modelops.sampling._space",
     "SobolSampleSizeWarning": "modelops.sampling._samplers",
     "grid": "modelops.sampling._samplers",
+    "is_space_file": "modelops.sampling._load",
     "lhs": "modelops.sampling._samplers",
     "load_space": "modelops.sampling._load",
     "parse_fixes": "modelops.sampling._load",
@@ -49,6 +50,7 @@ __all__ = [
     "ParameterSpace",
     "SobolSampleSizeWarning",
     "grid",
+    "is_space_file",
     "lhs",
     "load_space",
     "parse_fixes",

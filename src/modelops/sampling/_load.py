@@ -17,10 +17,18 @@ from modelops_contracts.errors import ContractViolationError
 if TYPE_CHECKING:
     from modelops.sampling._space import ParameterSpace, Value
 
-__all__ = ["load_space", "parse_fixes"]
+__all__ = ["is_space_file", "load_space", "parse_fixes"]
 
 _SPACE_SUFFIXES: tuple[str, ...] = (".yaml", ".yml", ".json")
 """File names ending so are read as space files, whether or not they exist yet."""
+
+
+def is_space_file(source: object) -> bool:
+    """Whether ``source`` names a space file (by its suffix, or because it is a file), not a
+    Model's import path."""
+    if not isinstance(source, str | Path):
+        return False
+    return str(source).lower().endswith(_SPACE_SUFFIXES) or Path(source).is_file()
 
 
 def load_space(
@@ -29,6 +37,7 @@ def load_space(
     *,
     model: str | None = None,
     scenario: str = DEFAULT_SCENARIO,
+    python: Path | str | None = None,
 ) -> ParameterSpace:
     """The space of ``source``: a space file, or the parameters a Model in ``bundle`` declares.
 
@@ -36,6 +45,8 @@ def load_space(
     existing file; then ``model`` (the import path of the model it describes) is required.
     Otherwise ``source`` is a Model's import path inside ``bundle`` (``sir_model.SIR``),
     imported for ``scenario``; ``model``, if given, replaces it as the space's model path.
+    With ``python`` (a bundle environment's interpreter) the model is imported in a worker of
+    that Python, which has the packages the model needs, instead of in this process.
 
     Raises:
         ContractViolationError: a space file without ``model`` (``field="model"``), a bad
@@ -45,21 +56,29 @@ def load_space(
     from modelops.sampling._space import ParameterSpace  # numpy: only when a space is made
 
     text = str(source)
-    if text.lower().endswith(_SPACE_SUFFIXES) or Path(text).is_file():
+    if is_space_file(text):
         if model is None:
             raise ContractViolationError(
                 "a space file needs the model's import path", field="model"
             )
         space = ParameterSpace.from_file(text)
         return ParameterSpace(space.parameters, space.fixed, model, space.declared)
-    from modelops.runtime.loader import load_entrypoint
+    entrypoint = f"{text}/{scenario}"
+    if python is None:
+        from modelops.runtime.loader import load_entrypoint
 
-    runner = load_entrypoint(Path(bundle), f"{text}/{scenario}")
-    if not runner.parameters:
+        parameters = load_entrypoint(Path(bundle), entrypoint).parameters
+    else:
+        from modelops.runtime.loader import EntrypointCheck
+        from modelops.services._check import inspect_entrypoint
+
+        check = EntrypointCheck(str(Path(bundle).resolve()), entrypoint)
+        parameters = inspect_entrypoint(check, None, python).parameters
+    if not parameters:
         raise ContractViolationError(
             f"{text} declares no parameters to sample; write a space file", field="parameters"
         )
-    return ParameterSpace.from_parameters(runner.parameters, model=model or text)
+    return ParameterSpace.from_parameters(parameters, model=model or text)
 
 
 def parse_fixes(items: Iterable[str]) -> dict[str, Value]:

@@ -109,3 +109,20 @@ def test_listing_a_directory_that_is_no_store_is_one_line(tmp_path: Path) -> Non
     assert done.code == 2
     assert done.stderr.startswith(f"error: no ModelOps store at {tmp_path / 'nowhere'}")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_calibrate_runs_the_bundle_in_its_own_environment(line_bundle: LineBundle) -> None:
+    module = line_bundle.path / "line.py"
+    needs = "\nimport packaging\n\nassert packaging.__version__ == '23.2', packaging.__version__\n"
+    module.write_text(module.read_text(encoding="utf-8") + needs, encoding="utf-8")
+    (line_bundle.path / "requirements.txt").write_text("packaging==23.2\n", encoding="utf-8")
+    here = run_mops(*_calibrate(line_bundle, "--algorithm", "random", "--env", "current"))
+    assert here.code == 2, here.stderr
+    lines = here.stderr.strip().splitlines()
+    assert lines[0].startswith("warning: the bundle requires packaging==23.2")
+    assert lines[-1].startswith("error: ") and "AssertionError" in lines[-1]
+    done = run_mops(*_calibrate(line_bundle, "--algorithm", "random", "--json"), timeout=300)
+    assert done.code == 0, done.stderr
+    assert json.loads(done.stdout)["evaluations"] == 8
+    bad = run_mops(*_calibrate(line_bundle, "--env", "elsewhere"))
+    assert bad.code == 2 and bad.stderr.startswith("error: --env: env must be one of")
