@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import threading
@@ -99,6 +100,15 @@ def test_two_bundles_two_environments_each_with_its_version(tmp_path: Path) -> N
     assert {e.key for e in list_environments(cache)} == {old.key, new.key}
 
 
+def test_a_bundle_s_own_pin_of_a_runtime_package_wins(tmp_path: Path) -> None:
+    pins = "packaging==23.2\npathspec==0.11.2\n"  # the driver has another pathspec
+    found = declared_requirements(_bundle(tmp_path, "b", {"requirements.txt": pins}))
+    assert found is not None
+    env = ensure_environment(found, tmp_path / "envs")
+    assert env.packages["pathspec"] == "0.11.2"
+    assert env.packages["pyarrow"] == importlib.metadata.version("pyarrow")  # not pinned: ours
+
+
 def test_an_unresolvable_requirement_leaves_nothing(tmp_path: Path) -> None:
     cache = tmp_path / "envs"
     bad = _bundle(tmp_path, "bad", {"requirements.txt": "modelops-no-such-package-xyz==1.0\n"})
@@ -177,6 +187,7 @@ def _run_both_bundles(tmp_path: Path, *flags: object) -> tuple[Path, Path]:
     store = tmp_path / "store"
     study = tmp_path / "study.yaml"
     study.write_text("model: ver.version\nparameter_sets:\n  - {x: 1}\n  - {x: 2}\n")
+    task_ids: list[set[str]] = []
     for version in ("23.2", "24.1"):
         bundle = _bundle(
             tmp_path,
@@ -190,8 +201,10 @@ def _run_both_bundles(tmp_path: Path, *flags: object) -> tuple[Path, Path]:
         job_id = json.loads(done.stdout)["job_id"]
         rows = pl.read_parquet(store / "jobs" / job_id / "outputs" / "summary")
         assert rows["packaging"].to_list() == [version, version]  # what the task imported
+        task_ids.append(set(rows["task_id"].to_list()))
         status = run_mops("status", job_id, "--store", store).stdout
         assert f"packaging=={version}" in status  # the provenance of the environment it ran in
+    assert not task_ids[0] & task_ids[1]  # another pin: another bundle digest, other tasks
     return store, study
 
 

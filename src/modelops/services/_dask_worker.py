@@ -9,7 +9,7 @@ knows which task was running and enforces per-task timeouts.
 A chunk of a bundle with its own environment (:mod:`modelops.envs`) names the environment's
 pins; the worker builds that environment once with uv, in a directory beside its local directory
 that the workers of one machine share (so they build it once, and a restarted worker finds it),
-and runs the chunk in a child spawned from the environment's Python. Idle children stay warm
+and runs the chunk in a child forked from a server running the environment's Python. Idle children stay warm
 per bundle and environment, up to two per worker thread: switching between two bundles on a
 worker imports neither again.
 """
@@ -266,7 +266,7 @@ def run_chunk_on_worker(
     ticket: int,
     environment: WireRequirements | None = None,
 ) -> tuple[ChunkEvent, str]:
-    """Run ``spec`` in a child process of this worker (spawned from the bundle environment of
+    """Run ``spec`` in a child process of this worker (of the bundle environment of
     ``environment``'s pins, built here first if needed); returns its event and the chunk's log.
 
     The event carries the driver's ``ticket``. A crash or timeout of the child is an event

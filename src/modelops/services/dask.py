@@ -30,7 +30,7 @@ How the pieces of the backend contract are met on Dask:
 
 - **Bundle environments.** A bundle that declares requirements names their exact pins with each
   chunk; every worker builds that environment once with uv (at :meth:`start`, so one that cannot
-  be built fails the run before any task) and runs the chunk in a child spawned from it.
+  be built fails the run before any task) and runs the chunk in a child of its Python.
 
 Workers need ModelOps installed, and the model's own dependencies unless the bundle declares
 them; nothing else is assumed.

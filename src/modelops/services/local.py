@@ -37,7 +37,7 @@ class LocalSimulationService(ChunkBackend):
             the snapshot itself through :meth:`start`).
         context: multiprocessing start method for the workers.
         executable: the Python of a bundle environment (:mod:`modelops.envs`) to run the
-            workers in; they are then spawned from it, and keep running chunks as usual.
+            workers in; they then fork from a server running it, and run chunks as usual.
         environments: how many pools of warm workers to keep, one per Python environment
             (:meth:`use_environment`): switching back to an environment whose pool is kept
             imports nothing again. Beyond it, the least recently used idle pool is stopped.
@@ -82,8 +82,8 @@ class LocalSimulationService(ChunkBackend):
     def use_environment(self, environment: Environment | None) -> None:
         """Run the chunks submitted from now on in ``environment`` (None: this Python).
 
-        Its workers are spawned from the environment's Python and stay warm while other
-        environments run, up to ``environments`` pools.
+        Its workers fork from a server running the environment's Python and stay warm while
+        other environments run, up to ``environments`` pools.
         """
         self._join_start()
         self._environment = environment
