@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -19,7 +21,7 @@ from modelops.envs import (
     prune_environments,
 )
 from modelops_contracts.errors import BundleError
-from tests.modelops.cli.conftest import run_mops
+from tests.modelops.cli.conftest import mops_executable, run_mops
 from tests.modelops.services.conftest import DaskCluster
 
 
@@ -258,3 +260,32 @@ def test_mops_sample_reads_the_model_in_its_environment(tmp_path: Path) -> None:
     ran = run_mops("run", study, "--bundle", bundle, "--store", tmp_path / "s", "--json")
     assert ran.code == 0, ran.stderr
     assert json.loads(ran.stdout)["succeeded"] == 3
+
+
+def test_a_build_on_a_terminal_shows_a_spinner_and_keeps_the_last_step(tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path, "b", {"requirements.txt": "packaging==23.2\n"})
+    ours, theirs = os.openpty()  # a real terminal: rich draws the spinner there
+    proc = subprocess.Popen(
+        [mops_executable(), "env", "build", "--bundle", bundle, "--store", tmp_path / "s"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=theirs,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+    )
+    os.close(theirs)
+    shown = bytearray()
+    while True:  # read as it comes, so the terminal never fills; EIO once the child is gone
+        try:
+            chunk = os.read(ours, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(ours)
+    assert proc.wait(timeout=300) == 0
+    text = shown.decode(errors="replace")
+    assert "\x1b[" in text  # drawn, not printed as plain lines
+    assert "installing 1 requirements and the ModelOps runtime" in text
+    last = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text.rstrip().splitlines()[-1]).strip()
+    assert re.fullmatch(r"environment [0-9a-f]{16} built in [0-9.]+ s", last), last  # it stays
