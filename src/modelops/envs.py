@@ -12,7 +12,8 @@ run, until :func:`prune_environments` forgets them.
 :func:`ensure_environment` builds it once under ``<cache>/<key>/``: a ``uv venv`` for the driver's
 Python, the pins, and the ModelOps runtime (this ModelOps, without its own dependencies, plus the
 few packages the runtime imports, at the driver's versions where the bundle does not pin them),
-resolved together and compiled to bytecode at install: nothing else from the driver. It is
+resolved together and compiled to bytecode at install (``UV_COMPILE_BYTECODE=0`` skips that):
+nothing else from the driver. It is
 built in a temporary directory and renamed into place when complete, under a file lock, so two
 runs building the same environment build it once and a failed build leaves nothing behind.
 ``env.json`` in it records the key, the Python, the pins and every installed package's version.
@@ -332,7 +333,7 @@ def _build(requirements: Requirements, path: Path, say: Callable[[str], None]) -
     pins = path / "requirements.txt"
     pins.write_text("\n".join(requirements.pins) + "\n", encoding="utf-8")
     say(f"installing {len(requirements.pins)} requirements and the ModelOps runtime")
-    install = ["pip", "install", "--quiet", "--compile-bytecode", "--python", python]
+    install = ["pip", "install", "--quiet", "--python", python]
     runtime = _runtime_pins(requirements.pins)  # resolved with the pins: one consistent set
     _uv([*install, "-r", str(pins), *runtime], "install the bundle's requirements")
     _uv([*install, "--no-deps", _modelops_source()], "install ModelOps")
@@ -402,7 +403,8 @@ def _uv(args: list[str], what: str, *, stdin: str | None = None) -> str:
             text=True,
             timeout=1800,
             check=False,
-            env={**os.environ, "UV_NO_PROGRESS": "1"},
+            # bytecode compiled at install, unless the caller's UV_COMPILE_BYTECODE says not
+            env={"UV_COMPILE_BYTECODE": "1", **os.environ, "UV_NO_PROGRESS": "1"},
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BundleError(f"cannot {what} with uv: {exc}") from None

@@ -66,7 +66,12 @@ def resolve_inputs(
     elif is_space_file(source):
         space, found = _space_file(Path(str(source)), model)
     else:
-        space = load_space(str(source), bundle, model=model, scenario=scenario, python=python)
+        declared = None
+        if python is not None:
+            from modelops.services import parameters_in
+
+            declared = parameters_in(python)
+        space = load_space(str(source), bundle, model=model, scenario=scenario, declared=declared)
     if targets is None:
         chosen = found
     elif isinstance(targets, str | Path):

@@ -121,13 +121,8 @@ class StepDisplay:
 
     def __init__(self, *, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.live = False
         self._last: str | None = None
-        if not quiet:
-            from rich.console import Console
-
-            self.console = Console(stderr=True)
-            self.live = self.console.is_terminal
+        self._console: Any = None  # rich is loaded at the first step: most runs have none
         self._status: Any = None  # a rich Status while a step shows
 
     def __enter__(self) -> StepDisplay:
@@ -137,10 +132,14 @@ class StepDisplay:
         if self.quiet:
             return
         self._last = line
-        if not self.live:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        if not self._console.is_terminal:
             print(line, file=sys.stderr, flush=True)
         elif self._status is None:
-            self._status = self.console.status(line)
+            self._status = self._console.status(line)
             self._status.start()
         else:
             self._status.update(line)
@@ -155,4 +154,4 @@ class StepDisplay:
             self._status.stop()
             self._status = None
             if exc is None and self._last is not None:
-                self.console.print(self._last, highlight=False)
+                self._console.print(self._last, highlight=False)

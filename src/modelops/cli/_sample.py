@@ -85,8 +85,12 @@ def sample_command(
         environment = None
         if not is_space_file(source):  # a space file names the model without importing it
             environment = chosen_environment(bundle, store or default_store(), env, quiet=False)
-        python = environment.python if environment is not None else None
-        space = load_space(source, bundle, model=model, scenario=scenario, python=python)
+        declared = None
+        if environment is not None:  # its model imports in a worker of the environment
+            from modelops.services import parameters_in
+
+            declared = parameters_in(environment.python)
+        space = load_space(source, bundle, model=model, scenario=scenario, declared=declared)
     except ContractViolationError as err:
         if err.field not in ("model", "env"):
             raise

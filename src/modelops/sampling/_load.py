@@ -7,7 +7,7 @@ the values :meth:`ParameterSpace.with_fixed` takes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,7 @@ from modelops_contracts.entrypoint import DEFAULT_SCENARIO
 from modelops_contracts.errors import ContractViolationError
 
 if TYPE_CHECKING:
+    from modelops.model import Parameter
     from modelops.sampling._space import ParameterSpace, Value
 
 __all__ = ["is_space_file", "load_space", "parse_fixes"]
@@ -37,7 +38,7 @@ def load_space(
     *,
     model: str | None = None,
     scenario: str = DEFAULT_SCENARIO,
-    python: Path | str | None = None,
+    declared: Callable[[Path, str], tuple[Parameter, ...] | None] | None = None,
 ) -> ParameterSpace:
     """The space of ``source``: a space file, or the parameters a Model in ``bundle`` declares.
 
@@ -45,8 +46,8 @@ def load_space(
     existing file; then ``model`` (the import path of the model it describes) is required.
     Otherwise ``source`` is a Model's import path inside ``bundle`` (``sir_model.SIR``),
     imported for ``scenario``; ``model``, if given, replaces it as the space's model path.
-    With ``python`` (a bundle environment's interpreter) the model is imported in a worker of
-    that Python, which has the packages the model needs, instead of in this process.
+    ``declared(bundle, entrypoint)`` reads the parameters instead of an import in this process
+    (:func:`modelops.services.parameters_in` imports the model in a bundle environment).
 
     Raises:
         ContractViolationError: a space file without ``model`` (``field="model"``), a bad
@@ -64,16 +65,12 @@ def load_space(
         space = ParameterSpace.from_file(text)
         return ParameterSpace(space.parameters, space.fixed, model, space.declared)
     entrypoint = f"{text}/{scenario}"
-    if python is None:
+    if declared is None:
         from modelops.runtime.loader import load_entrypoint
 
         parameters = load_entrypoint(Path(bundle), entrypoint).parameters
     else:
-        from modelops.runtime.loader import EntrypointCheck
-        from modelops.services._check import inspect_entrypoint
-
-        check = EntrypointCheck(str(Path(bundle).resolve()), entrypoint)
-        parameters = inspect_entrypoint(check, None, python).parameters
+        parameters = declared(Path(bundle), entrypoint)
     if not parameters:
         raise ContractViolationError(
             f"{text} declares no parameters to sample; write a space file", field="parameters"

@@ -22,6 +22,7 @@ from modelops_contracts._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from modelops.services._base import BackendCapabilities, ChunkBackend
+    from modelops.services._check import parameters_in
     from modelops.services._events import (
         ChunkDone,
         ChunkEvent,
@@ -52,6 +53,7 @@ _EXPORTS = {
     "TaskTimedOut": "modelops.services._events",
     "WorkerDied": "modelops.services._events",
     "backend_for": "modelops.services._select",
+    "parameters_in": "modelops.services._check",
 }
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "TaskTimedOut",
     "WorkerDied",
     "backend_for",
+    "parameters_in",
 ]
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -3,7 +3,9 @@ what it declares (parameters, scenarios, outputs) without letting its import tou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelops.runtime.loader import EntrypointCheck, ModelInfo, resolve_in_worker
 from modelops.services._events import ChunkDone, ChunkRaised, TaskTimedOut, WorkerDied
@@ -11,7 +13,10 @@ from modelops.services._pool import run_once
 from modelops.services._worker import PRELOAD
 from modelops_contracts.errors import ContractViolationError, ModelError
 
-__all__ = ["inspect_entrypoint"]
+if TYPE_CHECKING:
+    from modelops.model import Parameter
+
+__all__ = ["inspect_entrypoint", "parameters_in"]
 
 
 def inspect_entrypoint(
@@ -49,3 +54,14 @@ def inspect_entrypoint(
                 hint="a model module must not exit or kill its process at import",
             )
     raise RuntimeError(f"checking {what} ended without an answer: {event!r}")
+
+
+def parameters_in(python: Path | str) -> Callable[[Path, str], tuple[Parameter, ...] | None]:
+    """What a bundle's entrypoint declares, read by importing it in a worker of ``python`` (a
+    bundle environment's interpreter, which has the model's packages): for ``load_space``."""
+
+    def declared(bundle: Path, entrypoint: str) -> tuple[Parameter, ...] | None:
+        check = EntrypointCheck(str(bundle.resolve()), entrypoint)
+        return inspect_entrypoint(check, None, python).parameters
+
+    return declared

@@ -9,9 +9,9 @@ knows which task was running and enforces per-task timeouts.
 A chunk of a bundle with its own environment (:mod:`modelops.envs`) names the environment's
 pins; the worker builds that environment once with uv, in a directory beside its local directory
 that the workers of one machine share (so they build it once, and a restarted worker finds it),
-and runs the chunk in a child forked from a server running the environment's Python. Idle children stay warm
-per bundle and environment, up to two per worker thread: switching between two bundles on a
-worker imports neither again.
+and runs the chunk in a child forked from a server running the environment's Python. Idle
+children stay warm per bundle and environment, up to two per worker thread: switching between
+two bundles on a worker imports neither again.
 """
 
 from __future__ import annotations
