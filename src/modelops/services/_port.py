@@ -38,9 +38,11 @@ _Key: TypeAlias = "tuple[str, str, tuple[str, ...] | None, str | None]"
 
 @dataclass(frozen=True, slots=True)
 class _Head:
-    """What every task of a chunk shares: the snapshot it runs from and what it runs."""
+    """What every task of a chunk shares: the snapshot it runs from, in which environment, and
+    what it runs."""
 
     bundle_dir: str
+    environment: Environment | None
     entrypoint: str
     outputs: tuple[str, ...] | None
     config: dict[str, Any] | None
@@ -147,7 +149,6 @@ class TaskPort:
         self._retry: deque[_Chunk] = deque()
         self._in_flight: dict[int, tuple[_Chunk, float]] = {}
         self._by_bundle: dict[str, Environment | None] = {}  # bundle ref -> its environment
-        self._environments: dict[str, Environment | None] = {}  # chunks' bundle dir -> the same
 
     def submit(self, task: SimTask) -> Future[SimReturn]:
         """Schedule one task.
@@ -175,7 +176,13 @@ class TaskPort:
             items = groups.get(key)
             if items is None:
                 items = groups[key] = deque()
-                head = _Head(dirs[task.bundle_ref], task.entrypoint, task.outputs, task.config)
+                head = _Head(
+                    dirs[task.bundle_ref],
+                    self._by_bundle[task.bundle_ref],
+                    task.entrypoint,
+                    task.outputs,
+                    task.config,
+                )
                 self._groups.append((head, items))
             items.append((task, future))
         self._waiting += len(tasks)
@@ -233,9 +240,7 @@ class TaskPort:
         environment = self._by_bundle[bundle_ref]
         backend.use_environment(environment)
         backend.start(bundle_ref=bundle_ref, bundle_zip=zip_path, cache_dir=cache, log_path=None)
-        bundle_dir = backend.bundle_dir()
-        self._environments[bundle_dir] = environment
-        return bundle_dir
+        return backend.bundle_dir()
 
     def _pump(self, timeout: float) -> None:
         backend = self.backend
@@ -272,7 +277,7 @@ class TaskPort:
                 for i, (t, _) in enumerate(chunk.items)
             ],
         )
-        self.backend.use_environment(self._environments.get(head.bundle_dir))
+        self.backend.use_environment(head.environment)
         ticket = self.backend.submit_chunk(spec, task_timeout=self.task_timeout)
         self._in_flight[ticket] = (chunk, time.monotonic())
 
